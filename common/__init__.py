@@ -1,0 +1,1 @@
+"""Code shared by every anonchat service: settings, errors, database and HTTP helpers."""

@@ -1,0 +1,47 @@
+"""The skeleton every anonchat FastAPI app shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from fastapi import APIRouter, FastAPI
+
+from common.errors import install_error_handlers
+from common.health import HEALTH_PATHS, Check, health_router
+from common.internal import InternalAuthMiddleware
+from common.logging import configure_logging
+from common.settings import ServiceSettings
+
+
+class Lifespan(Protocol):
+    def __call__(self, app: FastAPI) -> AbstractAsyncContextManager[None]: ...
+
+
+def build_app(
+    *,
+    title: str,
+    settings: ServiceSettings,
+    lifespan: Lifespan,
+    checks: Mapping[str, Check],
+    routers: Iterable[APIRouter],
+    internal: bool = True,
+    **fastapi_options: Any,
+) -> FastAPI:
+    """A FastAPI app with the error shape, the health probes and, for services behind the
+    gateway, the internal-token check."""
+    configure_logging(settings.log_level)
+    app = FastAPI(title=title, lifespan=lifespan, **fastapi_options)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health_router(checks))
+    for router in routers:
+        app.include_router(router)
+    if internal:
+        app.add_middleware(
+            InternalAuthMiddleware,
+            token=settings.internal_token.get_secret_value(),
+            open_paths=HEALTH_PATHS,
+        )
+    return app

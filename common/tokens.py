@@ -1,0 +1,46 @@
+"""Access tokens: signed by user_service at login, verified by the gateway on every call."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import jwt
+
+ISSUER = "anonchat"
+ALGORITHMS = ["HS256"]
+
+
+class InvalidToken(Exception):
+    """The token is malformed, tampered with, signed with another key or expired."""
+
+
+def issue_token(*, secret: str, user_id: int, ttl_seconds: int) -> str:
+    """A signed token naming ``user_id``, valid for ``ttl_seconds``."""
+    now = int(time.time())
+    claims = {
+        "sub": str(user_id),
+        "iss": ISSUER,
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHMS[0])
+
+
+def verify_token(*, secret: str, token: str) -> int:
+    """The user id a valid token names; :class:`InvalidToken` for anything else."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=ALGORITHMS,
+            issuer=ISSUER,
+            options={"require": ["sub", "iss", "iat", "exp"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(str(exc)) from exc
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject.isdigit():
+        raise InvalidToken("token subject is not a user id")
+    return int(subject)
