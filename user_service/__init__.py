@@ -1,0 +1,1 @@
+"""user_service: users, password hashing and access tokens."""

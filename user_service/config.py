@@ -1,0 +1,30 @@
+"""user_service settings, from USER_SERVICE_* (and shared ANONCHAT_*) variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import TokenSettings
+
+
+class Settings(TokenSettings):
+    """Everything user_service reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="USER_SERVICE_")
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/anonchat_users"
+    password_min_length: int = Field(8, ge=1, le=128)
+    token_ttl_seconds: int = Field(3600, ge=60)
+    # argon2id cost; the defaults are argon2-cffi's RFC 9106 "low memory" profile.
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_cost_kib: int = Field(65536, ge=8)
+    argon2_parallelism: int = Field(4, ge=1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""user_service's HTTP routes."""

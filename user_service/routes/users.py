@@ -1,0 +1,76 @@
+"""Registration, login and the user list (called by the gateway and message_service)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response, status
+
+from common.errors import NotFound, error_responses
+from common.paging import next_link
+from common.schemas import MAX_BIGINT, AccessToken, Credentials, UserRead, UserRegistered
+from common.tokens import issue_token
+from user_service import service
+from user_service.deps import HasherDep, SessionDep, SettingsDep
+
+router = APIRouter(tags=["users"])
+
+
+@router.post(
+    "/users",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRegistered,
+    responses=error_responses(409, 422),
+)
+async def register(
+    data: Credentials, session: SessionDep, hasher: HasherDep, settings: SettingsDep
+) -> UserRegistered:
+    """Register a user with a name and a password."""
+    user = await service.register_user(
+        session=session,
+        hasher=hasher,
+        data=data,
+        password_min_length=settings.password_min_length,
+    )
+    return UserRegistered(id=user.id, username=user.username)
+
+
+@router.post("/login", response_model=AccessToken, responses=error_responses(401, 422))
+async def login(
+    data: Credentials, session: SessionDep, hasher: HasherDep, settings: SettingsDep
+) -> AccessToken:
+    """Exchange a name and a password for an access token."""
+    user = await service.authenticate(session=session, hasher=hasher, data=data)
+    token = issue_token(
+        secret=settings.jwt_secret.get_secret_value(),
+        user_id=user.id,
+        ttl_seconds=settings.token_ttl_seconds,
+    )
+    return AccessToken(access_token=token, expires_in=settings.token_ttl_seconds)
+
+
+@router.get("/users", response_model=list[UserRead], responses=error_responses(422))
+async def list_users(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after_id: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
+) -> list[UserRead]:
+    """Users in id order, ``limit`` at a time after ``after_id``; ``Link`` names the next page."""
+    users = await service.list_users(session=session, after_id=after_id, limit=limit + 1)
+    page = [UserRead(id=user.id, username=user.username) for user in users[:limit]]
+    if len(users) > limit:
+        response.headers["Link"] = next_link(request.url, limit=limit, after_id=page[-1].id)
+    return page
+
+
+@router.get("/users/{user_id}", response_model=UserRead, responses=error_responses(404))
+async def get_user(
+    user_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)], session: SessionDep
+) -> UserRead:
+    """One user by id."""
+    user = await service.get_user(session=session, user_id=user_id)
+    if user is None:
+        raise NotFound("no such user")
+    return UserRead(id=user.id, username=user.username)
