@@ -1,0 +1,1 @@
+"""gateway: the public API. Verifies tokens and forwards each endpoint to its owner."""

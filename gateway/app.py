@@ -1,0 +1,66 @@
+"""The gateway ASGI app: ``uvicorn gateway.app:create_app --factory``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+
+from common.app import build_app
+from gateway.config import Settings, get_settings
+from gateway.middleware import EdgeMiddleware
+from gateway.routes import users
+from gateway.upstream import Upstreams
+
+DESCRIPTION = """Anonymous chat: register with only a name and a password, log in, see who
+is there, and exchange direct messages. Every endpoint but registration, login and the
+probes needs `Authorization: Bearer <token>` from `POST /login`. Errors share one shape:
+`{"detail": "...", "code": "..."}`."""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the pooled upstream session; close it on shutdown."""
+    settings: Settings = app.state.settings
+    app.state.upstreams = Upstreams(
+        urls={"users": settings.user_service_url, "messages": settings.message_service_url},
+        internal_token=settings.internal_token.get_secret_value(),
+        connect_timeout=settings.upstream_connect_timeout,
+        timeout=settings.upstream_timeout,
+        pool_size=settings.upstream_pool_size,
+    )
+    try:
+        yield
+    finally:
+        await app.state.upstreams.close()
+
+
+async def _user_service(request: Request) -> bool:
+    upstreams: Upstreams = request.app.state.upstreams
+    return await upstreams.ready("users")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the gateway."""
+    settings = settings or get_settings()
+    app = build_app(
+        title="anonchat",
+        description=DESCRIPTION,
+        version="1.0.0",
+        settings=settings,
+        lifespan=lifespan,
+        checks={"user_service": _user_service},
+        routers=[users.router],
+        internal=False,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

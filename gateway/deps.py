@@ -1,0 +1,41 @@
+"""Dependencies of the gateway's routes: the caller's identity and the upstreams."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from common.errors import Unauthorized
+from common.tokens import InvalidToken, verify_token
+from gateway.config import Settings
+from gateway.upstream import Upstreams
+
+_bearer = HTTPBearer(auto_error=False, description="The access token from POST /login")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def _upstreams(request: Request) -> Upstreams:
+    upstreams: Upstreams = request.app.state.upstreams
+    return upstreams
+
+
+def _current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> int:
+    """The id of the user whose valid access token came with the request."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token", headers=_CHALLENGE)
+    settings: Settings = request.app.state.settings
+    try:
+        return verify_token(
+            secret=settings.jwt_secret.get_secret_value(), token=credentials.credentials
+        )
+    except InvalidToken as exc:
+        raise Unauthorized("invalid or expired token", headers=_CHALLENGE) from exc
+
+
+UpstreamsDep = Annotated[Upstreams, Depends(_upstreams)]
+CurrentUser = Annotated[int, Depends(_current_user)]

@@ -1,0 +1,55 @@
+"""Public user endpoints, owned by user_service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from common.errors import error_responses
+from common.schemas import MAX_BIGINT, AccessToken, Credentials, UserRead, UserRegistered
+from gateway.deps import CurrentUser, UpstreamsDep
+
+router = APIRouter(tags=["users"])
+UNAVAILABLE = (503, 504)
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRegistered,
+    responses=error_responses(409, 422, *UNAVAILABLE),
+)
+async def register(data: Credentials, request: Request, upstreams: UpstreamsDep) -> Response:
+    """Register with a username and a password; nothing else is asked."""
+    return await upstreams.forward(request, "users", "/users", body=await request.body())
+
+
+@router.post(
+    "/login", response_model=AccessToken, responses=error_responses(401, 422, *UNAVAILABLE)
+)
+async def login(data: Credentials, request: Request, upstreams: UpstreamsDep) -> Response:
+    """Exchange a username and a password for a bearer token."""
+    return await upstreams.forward(request, "users", "/login", body=await request.body())
+
+
+@router.get(
+    "/get_users",
+    response_model=list[UserRead],
+    responses=error_responses(401, 422, *UNAVAILABLE),
+)
+async def get_users(
+    request: Request,
+    upstreams: UpstreamsDep,
+    user_id: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
+    after_id: Annotated[int, Query(ge=0, le=MAX_BIGINT, description="last id seen")] = 0,
+) -> Response:
+    """Everyone registered, in id order; a ``Link: <...>; rel="next"`` header while more remain."""
+    return await upstreams.forward(
+        request,
+        "users",
+        "/users",
+        user_id=user_id,
+        params={"limit": str(limit), "after_id": str(after_id)},
+    )
