@@ -4,8 +4,10 @@ owning services validate, defined once."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Literal
 
+from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 USERNAME_MIN, USERNAME_MAX = 3, 32
@@ -50,6 +52,7 @@ Password = Annotated[
     AfterValidator(_check_password),
 ]
 UserId = Annotated[int, Field(strict=True, ge=1, le=MAX_BIGINT, examples=[2])]
+PageLimit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 
 
 class Credentials(BaseModel):
@@ -82,3 +85,79 @@ class AccessToken(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="seconds until the token expires")
+
+
+def _check_content(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text (no unpaired surrogates)") from exc
+    return value
+
+
+Content = Annotated[
+    str,
+    Field(
+        strict=True,
+        description="the text; not empty, at most 4000 characters by default (configurable)",
+        examples=["Привет!"],
+    ),
+    AfterValidator(_check_content),
+]
+
+
+class SendMessage(BaseModel):
+    """A message to send: the sender is always the caller."""
+
+    content: Content
+    receiver_id: UserId
+    sender_id: UserId | None = Field(
+        None, description="optional; when given it must be the caller's own id"
+    )
+
+
+class MessageRead(BaseModel):
+    """A stored message, as its sender and receiver see it."""
+
+    id: int
+    content: str
+    sender_id: int
+    receiver_id: int
+    created_at: datetime = Field(description="when the message was accepted")
+
+
+class MessageQueued(BaseModel):
+    """The answer to a send: the message's final id; it is queued, not yet stored."""
+
+    id: int
+    status: Literal["queued"] = "queued"
+    message: Literal["Message sent successfully"] = "Message sent successfully"
+    sender_id: int
+    receiver_id: int
+    created_at: datetime
+
+
+class MessageStatus(MessageRead):
+    """A message and where it is on its way to the database."""
+
+    status: Literal["queued", "persisted", "failed"]
+
+
+class SampleMessage(BaseModel):
+    """The original design's fixed sample message."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    sender: str = Field(alias="from", serialization_alias="from")
+    message: str
+
+
+class SampleReceived(BaseModel):
+    """The answer of ``/receive_message``, for smoke tests."""
+
+    status: Literal["Message received"] = "Message received"
+    message: SampleMessage

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from common.deps import from_state
 from common.errors import Unauthorized
 from common.tokens import InvalidToken, verify_token
 from gateway.config import Settings
@@ -14,11 +15,6 @@ from gateway.upstream import Upstreams
 
 _bearer = HTTPBearer(auto_error=False, description="The access token from POST /login")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
-
-
-def _upstreams(request: Request) -> Upstreams:
-    upstreams: Upstreams = request.app.state.upstreams
-    return upstreams
 
 
 def _current_user(
@@ -37,5 +33,5 @@ def _current_user(
         raise Unauthorized("invalid or expired token", headers=_CHALLENGE) from exc
 
 
-UpstreamsDep = Annotated[Upstreams, Depends(_upstreams)]
+UpstreamsDep = Annotated[Upstreams, Depends(from_state("upstreams", Upstreams))]
 CurrentUser = Annotated[int, Depends(_current_user)]

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from common.errors import error_responses
-from common.schemas import MAX_BIGINT, AccessToken, Credentials, UserRead, UserRegistered
+from common.schemas import MAX_BIGINT, AccessToken, Credentials, PageLimit, UserRead, UserRegistered
 from gateway.deps import CurrentUser, UpstreamsDep
 
 router = APIRouter(tags=["users"])
@@ -42,7 +42,7 @@ async def get_users(
     request: Request,
     upstreams: UpstreamsDep,
     user_id: CurrentUser,
-    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
+    limit: PageLimit = 100,
     after_id: Annotated[int, Query(ge=0, le=MAX_BIGINT, description="last id seen")] = 0,
 ) -> Response:
     """Everyone registered, in id order; a ``Link: <...>; rel="next"`` header while more remain."""

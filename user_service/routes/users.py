@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from common.errors import NotFound, error_responses
 from common.paging import next_link
-from common.schemas import MAX_BIGINT, AccessToken, Credentials, UserRead, UserRegistered
+from common.schemas import MAX_BIGINT, AccessToken, Credentials, PageLimit, UserRead, UserRegistered
 from common.tokens import issue_token
 from user_service import service
 from user_service.deps import HasherDep, SessionDep, SettingsDep
@@ -54,7 +54,7 @@ async def list_users(
     request: Request,
     response: Response,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: PageLimit = 100,
     after_id: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> list[UserRead]:
     """Users in id order, ``limit`` at a time after ``after_id``; ``Link`` names the next page."""

@@ -1,0 +1,23 @@
+"""Dependency helpers shared by the apps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from fastapi import Request
+
+T = TypeVar("T")
+
+
+def from_state(attribute: str, kind: type[T]) -> Callable[[Request], T]:
+    """A dependency returning ``app.state.<attribute>``, built in the app's lifespan."""
+
+    def dependency(request: Request) -> T:
+        value = getattr(request.app.state, attribute)
+        if not isinstance(value, kind):
+            raise TypeError(f"app.state.{attribute} is not a {kind.__name__}")
+        return value
+
+    dependency.__name__ = f"app_state_{attribute}"
+    return dependency
