@@ -1,0 +1,1 @@
+"""message_service: accepts sends onto the queue and serves message reads."""

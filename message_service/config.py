@@ -1,0 +1,40 @@
+"""message_service settings, from MESSAGE_SERVICE_* (and shared ANONCHAT_*) variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """Everything message_service reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MESSAGE_SERVICE_")
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/anonchat_messages"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    user_service_url: str = "http://127.0.0.1:8001"
+    max_content_length: int = Field(4000, ge=1, le=16000)
+    # Ids come from Postgres a block at a time; a replica keeps accepting sends while
+    # Postgres is down until its ids run out (at least half a block).
+    id_block_size: int = Field(10000, ge=2)
+    # Group commit: at most this many messages per Redis transaction and per job.
+    max_batch: int = Field(500, ge=1)
+    known_users_cache_size: int = Field(100_000, ge=1)
+    idempotency_ttl_seconds: int = Field(86400, ge=60)
+    job_timeout_seconds: int = Field(30, ge=1)
+    # Waits between the attempts of a job whose database write failed (RQ Retry), about
+    # 34 minutes in all. The first is 0: a dead worker's job is requeued at once by the
+    # maintenance pass that finds it, without waiting for RQ's scheduler.
+    retry_intervals: list[int] = [0, 1, 2, 5, 10, 30, 60, 120, 300, 600, 900]
+    failed_job_ttl_seconds: int = Field(30 * 86400, ge=60)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return Settings()

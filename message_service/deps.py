@@ -1,0 +1,24 @@
+"""Dependencies of message_service's routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.db import transaction
+from common.deps import from_state
+from common.internal import caller_id
+from message_service.service import Outbox
+
+
+def _caller(x_user_id: Annotated[str | None, Header(include_in_schema=False)] = None) -> int:
+    return caller_id(x_user_id)
+
+
+SessionDep = Annotated[AsyncSession, Depends(transaction, scope="function")]
+CallerDep = Annotated[int, Depends(_caller)]
+OutboxDep = Annotated[Outbox, Depends(from_state("outbox", Outbox))]
+RedisDep = Annotated[Redis, Depends(from_state("redis", Redis))]

@@ -1,0 +1,56 @@
+"""The messages database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Identity, Index, Text, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.db import metadata
+
+
+class Base(DeclarativeBase):
+    metadata = metadata()
+
+
+class Message(Base):
+    """A direct message.
+
+    ``id`` is assigned by message_service when it accepts the send. ``seq`` is assigned
+    when the worker stores it, under a lock, so that ``seq`` order is commit order: a
+    reader paging by ``seq`` can never skip a message that commits late.
+    """
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
+    content: Mapped[str] = mapped_column(Text)
+    sender_id: Mapped[int] = mapped_column(BigInteger)
+    receiver_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    persisted_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        Index("ix_messages_sender_seq", "sender_id", "seq"),
+        Index("ix_messages_receiver_seq", "receiver_id", "seq"),
+        # One conversation, whoever sent each message.
+        Index(
+            "ix_messages_conversation_seq",
+            func.least(sender_id, receiver_id),
+            func.greatest(sender_id, receiver_id),
+            "seq",
+        ),
+    )
+
+
+class IdBlock(Base):
+    """The next message id no replica has taken yet; replicas take blocks of ids."""
+
+    __tablename__ = "id_blocks"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    next_id: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,90 @@
+"""The queue contract between message_service and the worker, and the one function that
+stores messages. The worker imports this module (and the models), nothing else."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TypedDict
+
+from sqlalchemy import Connection, text
+
+QUEUE_NAME = "messages"
+PERSIST_JOB = "worker.jobs.persist_messages"
+# Hash: message id -> the message and its job id (JSON), while the message is queued.
+PENDING_KEY = "anonchat:pending"
+# Held while a batch is inserted, so that ``seq`` values become visible in their order.
+SEQ_LOCK = 0x616E6F6E  # "anon"
+
+
+class QueuedMessage(TypedDict):
+    """A message as it travels in a job (JSON: the timestamp is ISO 8601)."""
+
+    id: int
+    content: str
+    sender_id: int
+    receiver_id: int
+    created_at: str
+
+
+def conversation_key(user_a: int, user_b: int) -> str:
+    """Sorted set of a conversation's queued message ids, scored by acceptance time."""
+    low, high = sorted((user_a, user_b))
+    return f"anonchat:conversation:{low}:{high}"
+
+
+def accepted_score(message: QueuedMessage) -> float:
+    """A message's acceptance time in microseconds: its place in its conversation."""
+    return datetime.fromisoformat(message["created_at"]).timestamp() * 1_000_000
+
+
+def user_channel(user_id: int) -> str:
+    """The pub/sub channel that announces each stored message to its receiver."""
+    return f"anonchat:user:{user_id}"
+
+
+class PendingEntry(QueuedMessage):
+    """A queued message and the job that carries it."""
+
+    job_id: str
+
+
+def pending_entry(message: QueuedMessage, job_id: str) -> str:
+    """The pending-hash value of a queued message."""
+    return json.dumps({**message, "job_id": job_id})
+
+
+def parse_pending_entry(value: str | bytes) -> PendingEntry:
+    """The message and job id of a pending-hash value."""
+    entry: PendingEntry = json.loads(value)
+    return entry
+
+
+_INSERT = text(
+    """
+    INSERT INTO messages (id, content, sender_id, receiver_id, created_at)
+    SELECT * FROM unnest(
+        CAST(:ids AS bigint[]), CAST(:contents AS text[]), CAST(:senders AS bigint[]),
+        CAST(:receivers AS bigint[]), CAST(:created AS timestamptz[])
+    ) ORDER BY 5, 1
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+def insert_messages(connection: Connection, messages: list[QueuedMessage]) -> set[int]:
+    """Store ``messages`` in the caller's transaction, skipping ids already stored (so a
+    job that runs twice stores each message once); returns the ids it inserted."""
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQ_LOCK})
+    rows = connection.execute(
+        _INSERT,
+        {
+            "ids": [m["id"] for m in messages],
+            "contents": [m["content"] for m in messages],
+            "senders": [m["sender_id"] for m in messages],
+            "receivers": [m["receiver_id"] for m in messages],
+            "created": [datetime.fromisoformat(m["created_at"]) for m in messages],
+        },
+    )
+    return {row[0] for row in rows}

@@ -1,0 +1,84 @@
+"""Sending and reading messages (called by the gateway on a user's behalf)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+
+from common.errors import error_responses
+from common.paging import next_link
+from common.schemas import (
+    MAX_BIGINT,
+    MessageQueued,
+    MessageRead,
+    MessageStatus,
+    PageLimit,
+    SendMessage,
+)
+from message_service import service
+from message_service.deps import CallerDep, OutboxDep, RedisDep, SessionDep
+
+router = APIRouter(tags=["messages"])
+
+
+@router.post(
+    "/messages",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=MessageQueued,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+async def send_message(
+    data: SendMessage,
+    response: Response,
+    caller: CallerDep,
+    outbox: OutboxDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> MessageQueued:
+    """Queue a message from the caller; 202 once Redis holds it, with its final id."""
+    answer, replayed = await service.send_message(
+        outbox=outbox, caller=caller, data=data, idempotency_key=idempotency_key
+    )
+    if replayed:
+        response.headers["Idempotency-Replayed"] = "true"
+    return answer
+
+
+@router.get("/messages", response_model=list[MessageRead], responses=error_responses(401, 422))
+async def list_messages(
+    request: Request,
+    response: Response,
+    caller: CallerDep,
+    session: SessionDep,
+    with_user: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
+    limit: PageLimit = 100,
+    cursor: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
+) -> list[MessageRead]:
+    """The caller's messages, oldest first; ``Link`` names the next page while more remain."""
+    rows = await service.list_messages(
+        session=session, caller=caller, with_user=with_user, after_seq=cursor, limit=limit + 1
+    )
+    page = rows[:limit]
+    if len(rows) > limit:
+        response.headers["Link"] = next_link(request.url, limit=limit, cursor=page[-1].seq)
+    return [MessageRead.model_validate(row, from_attributes=True) for row in page]
+
+
+@router.get(
+    "/messages/{message_id}", response_model=MessageStatus, responses=error_responses(401, 404)
+)
+async def get_message(
+    message_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)],
+    caller: CallerDep,
+    session: SessionDep,
+    redis: RedisDep,
+) -> MessageStatus:
+    """One message the caller sent or received, with where it is on its way to storage."""
+    message, state = await service.message_status(
+        session=session, redis=redis, caller=caller, message_id=message_id
+    )
+    if isinstance(message, dict):
+        return MessageStatus.model_validate({**message, "status": state})
+    return MessageStatus.model_validate(
+        {**MessageRead.model_validate(message, from_attributes=True).model_dump(), "status": state}
+    )

@@ -1,0 +1,180 @@
+"""Sending and reading messages. Reads flush nothing; sends never touch Postgres."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+from rq.job import Job, JobStatus
+from sqlalchemy import func, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from common.schemas import MessageQueued, SendMessage
+from message_service.ids import IdAllocator
+from message_service.models import Message
+from message_service.persistence import (
+    PENDING_KEY,
+    PendingEntry,
+    QueuedMessage,
+    parse_pending_entry,
+)
+from message_service.queue import Batcher, Send
+from message_service.users import KnownUsers
+
+IDEMPOTENCY_PENDING_TTL = 60
+MAX_IDEMPOTENCY_KEY = 200
+
+
+@dataclass(frozen=True)
+class Outbox:
+    """What a send needs: ids, the receiver check, the queue and the idempotency store."""
+
+    ids: IdAllocator
+    users: KnownUsers
+    batcher: Batcher
+    redis: Redis
+    max_content_length: int
+    idempotency_ttl: int
+
+
+async def send_message(
+    *, outbox: Outbox, caller: int, data: SendMessage, idempotency_key: str | None
+) -> tuple[MessageQueued, bool]:
+    """Accept a message onto the queue; returns the answer and whether it is a replay."""
+    if data.sender_id is not None and data.sender_id != caller:
+        raise Forbidden("you can send messages only as yourself")
+    if len(data.content) > outbox.max_content_length:
+        problem = f"must be at most {outbox.max_content_length} characters long"
+        raise InvalidInput(
+            f"content: {problem}", errors=[FieldError(field="content", message=problem)]
+        )
+    if not await outbox.users.exists(data.receiver_id):
+        raise NotFound("no such receiver")
+
+    record_key = fingerprint = None
+    if idempotency_key is not None:
+        record_key = _idempotency_record_key(caller, idempotency_key)
+        fingerprint = hashlib.sha256(f"{data.receiver_id}:{data.content}".encode()).hexdigest()
+        if (replay := await _replay(outbox.redis, record_key, fingerprint)) is not None:
+            return replay, True
+
+    answer = MessageQueued(
+        id=await outbox.ids.next_id(),
+        sender_id=caller,
+        receiver_id=data.receiver_id,
+        created_at=datetime.now(UTC),
+    )
+    message = QueuedMessage(
+        id=answer.id,
+        content=data.content,
+        sender_id=caller,
+        receiver_id=data.receiver_id,
+        created_at=answer.created_at.isoformat(),
+    )
+    send = Send(message)
+    if record_key is not None:
+        pending = json.dumps({"fingerprint": fingerprint, "state": "pending"})
+        if not await outbox.redis.set(record_key, pending, nx=True, ex=IDEMPOTENCY_PENDING_TTL):
+            assert fingerprint is not None
+            if (replay := await _replay(outbox.redis, record_key, fingerprint)) is not None:
+                return replay, True
+        done = {
+            "fingerprint": fingerprint,
+            "state": "done",
+            "answer": answer.model_dump(mode="json"),
+        }
+        send.idempotency = (record_key, json.dumps(done), outbox.idempotency_ttl)
+    try:
+        await outbox.batcher.submit(send)
+    except Exception:
+        if record_key is not None:
+            await outbox.redis.delete(record_key)
+        raise
+    return answer, False
+
+
+def _idempotency_record_key(caller: int, key: str) -> str:
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
+        problem = f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+        raise InvalidInput(
+            f"Idempotency-Key: {problem}",
+            errors=[FieldError(field="Idempotency-Key", message=problem)],
+        )
+    return f"anonchat:idem:{caller}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+async def _replay(redis: Redis, record_key: str, fingerprint: str) -> MessageQueued | None:
+    """The first answer given for this key, or None when the key is new."""
+    raw = await redis.get(record_key)
+    if raw is None:
+        return None
+    record = json.loads(raw)
+    if record["fingerprint"] != fingerprint:
+        raise Conflict("this Idempotency-Key was already used for a different message")
+    if record["state"] != "done":
+        raise Conflict(
+            "a send with this Idempotency-Key is still in progress, retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    return MessageQueued.model_validate(record["answer"])
+
+
+async def list_messages(
+    *, session: AsyncSession, caller: int, with_user: int | None, after_seq: int, limit: int
+) -> list[Message]:
+    """The caller's stored messages (or one conversation), in storage order after ``after_seq``."""
+    if with_user is not None:
+        low, high = sorted((caller, with_user))
+        statement = (
+            select(Message)
+            .where(
+                func.least(Message.sender_id, Message.receiver_id) == low,
+                func.greatest(Message.sender_id, Message.receiver_id) == high,
+                Message.seq > after_seq,
+            )
+            .order_by(Message.seq)
+            .limit(limit)
+        )
+        return list((await session.execute(statement)).scalars())
+    sent = (
+        select(Message.id)
+        .where(Message.sender_id == caller, Message.seq > after_seq)
+        .order_by(Message.seq)
+        .limit(limit)
+    )
+    received = (
+        select(Message.id)
+        .where(Message.receiver_id == caller, Message.sender_id != caller, Message.seq > after_seq)
+        .order_by(Message.seq)
+        .limit(limit)
+    )
+    ids = union_all(sent, received).subquery()
+    statement = select(Message).join(ids, Message.id == ids.c.id).order_by(Message.seq).limit(limit)
+    return list((await session.execute(statement)).scalars())
+
+
+async def message_status(
+    *, session: AsyncSession, redis: Redis, caller: int, message_id: int
+) -> tuple[Message | PendingEntry, str]:
+    """A message the caller sent or received and whether it is queued, persisted or failed.
+
+    The pending entry is read before the database: the worker removes it only after its
+    commit, so a message missing from both was never accepted. Anyone but its sender and
+    receiver is told it does not exist.
+    """
+    raw_entry = await redis.hget(PENDING_KEY, str(message_id))
+    stored = await session.get(Message, message_id)
+    if stored is not None and caller in (stored.sender_id, stored.receiver_id):
+        return stored, "persisted"
+    if stored is not None or raw_entry is None:
+        raise NotFound("no such message")
+    entry = parse_pending_entry(raw_entry)
+    if caller not in (entry["sender_id"], entry["receiver_id"]):
+        raise NotFound("no such message")
+    job_status = await redis.hget(Job.key_for(entry["job_id"]), "status")
+    failed = job_status == JobStatus.FAILED.value
+    return entry, "failed" if failed else "queued"

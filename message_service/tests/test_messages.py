@@ -1,0 +1,216 @@
+"""message_service in process, with real Postgres, Redis and an in-process RQ worker."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import redis
+from fastapi import FastAPI
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from message_service.persistence import PENDING_KEY, QUEUE_NAME
+from tests.fixtures import internal_client
+
+
+def new_user_id() -> int:
+    return uuid.uuid4().int % 10**12 + 10**12
+
+
+@pytest.fixture
+async def client(message_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with internal_client(message_app) as client:
+        yield client
+
+
+@pytest.fixture
+def users(message_app: FastAPI) -> tuple[int, int, int]:
+    """Three users message_service already knows exist."""
+    ids = (new_user_id(), new_user_id(), new_user_id())
+    for user_id in ids:
+        message_app.state.outbox.users.remember(user_id)
+    return ids
+
+
+def as_user(user_id: int) -> dict[str, str]:
+    return {"x-user-id": str(user_id)}
+
+
+async def send(client: httpx.AsyncClient, sender: int, receiver: int, content: str = "hi", **extra):
+    return await client.post(
+        "/messages",
+        json={"content": content, "receiver_id": receiver, **extra},
+        headers={**as_user(sender), **extra.pop("headers", {})},
+    )
+
+
+async def test_a_send_is_queued_with_its_final_id_then_persisted(client, users, drain) -> None:
+    alice, bob, carol = users
+    response = await send(client, alice, bob, "Привет, Bob")
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "queued"
+    assert body["message"] == "Message sent successfully"
+    assert (body["sender_id"], body["receiver_id"]) == (alice, bob)
+    queued = await client.get(f"/messages/{body['id']}", headers=as_user(bob))
+    assert queued.json()["status"] == "queued"
+    assert queued.json()["content"] == "Привет, Bob"
+
+    drain()
+
+    persisted = await client.get(f"/messages/{body['id']}", headers=as_user(alice))
+    assert persisted.json()["status"] == "persisted"
+    for reader in (alice, bob):
+        listed = (await client.get("/messages", headers=as_user(reader))).json()
+        assert [m["id"] for m in listed] == [body["id"]]
+        assert listed[0]["content"] == "Привет, Bob"
+        assert listed[0]["created_at"] == persisted.json()["created_at"]
+    assert (await client.get("/messages", headers=as_user(carol))).json() == []
+    assert (await client.get(f"/messages/{body['id']}", headers=as_user(carol))).status_code == 404
+
+
+async def test_another_users_queued_message_is_404_like_an_unknown_id(client, users) -> None:
+    alice, bob, carol = users
+    sent = (await send(client, alice, bob)).json()
+    stranger = await client.get(f"/messages/{sent['id']}", headers=as_user(carol))
+    unknown = await client.get("/messages/999999999999", headers=as_user(carol))
+    assert stranger.status_code == unknown.status_code == 404
+    assert stranger.json() == unknown.json()
+
+
+async def test_sending_as_someone_else_is_403(client, users) -> None:
+    alice, bob, carol = users
+    response = await send(client, alice, bob, sender_id=carol)
+    assert response.status_code == 403
+    assert (await send(client, alice, bob, sender_id=alice)).status_code == 202
+
+
+async def test_notes_to_self_are_allowed(client, users, drain) -> None:
+    alice, _, _ = users
+    sent = (await send(client, alice, alice, "remember the milk")).json()
+    drain()
+    listed = (await client.get("/messages", headers=as_user(alice))).json()
+    assert [m["id"] for m in listed] == [sent["id"]]
+    with_self = (await client.get(f"/messages?with_user={alice}", headers=as_user(alice))).json()
+    assert [m["id"] for m in with_self] == [sent["id"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"content": "", "receiver_id": 1}, "content"),
+        ({"content": "   ", "receiver_id": 1}, "content"),
+        ({"content": "a\x00b", "receiver_id": 1}, "content"),
+        ('{"content": "\\ud800", "receiver_id": 1}', "content"),
+        ('{"content": "hi", "receiver_id": 1', "body"),
+        ({"content": 12, "receiver_id": 1}, "content"),
+        ({"content": "hi", "receiver_id": "1"}, "receiver_id"),
+        ({"content": "hi", "receiver_id": -1}, "receiver_id"),
+        ({"content": "hi", "receiver_id": 2**64}, "receiver_id"),
+        ({"content": "hi"}, "receiver_id"),
+    ],
+)
+async def test_bad_sends_are_422_naming_the_field(client, users, body, field) -> None:
+    alice, _, _ = users
+    headers = {**as_user(alice), "content-type": "application/json"}
+    if isinstance(body, str):
+        response = await client.post("/messages", content=body, headers=headers)
+    else:
+        response = await client.post("/messages", json=body, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == field
+
+
+async def test_content_longer_than_the_limit_is_422(client, users, message_settings) -> None:
+    alice, bob, _ = users
+    limit = message_settings.max_content_length
+    assert (await send(client, alice, bob, "x" * limit)).status_code == 202
+    response = await send(client, alice, bob, "x" * (limit + 1))
+    assert response.status_code == 422
+    assert f"at most {limit}" in response.json()["detail"]
+
+
+async def test_an_unknown_receiver_cannot_be_checked_while_user_service_is_down(
+    client, users
+) -> None:
+    alice, _, _ = users
+    response = await send(client, alice, new_user_id())
+    assert response.status_code == 503
+    assert response.json()["code"] == "service_unavailable"
+
+
+async def test_a_repeated_idempotency_key_returns_the_first_answer(
+    client, users, drain, message_app
+) -> None:
+    alice, bob, _ = users
+    key = {"headers": {"Idempotency-Key": f"send-{uuid.uuid4()}"}}
+    first = await send(client, alice, bob, "once", **key)
+    again = await send(client, alice, bob, "once", **key)
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert again.headers["idempotency-replayed"] == "true"
+    other_body = await send(client, alice, bob, "something else", **key)
+    assert other_body.status_code == 409
+    # Another caller's identical key is another request.
+    assert (await send(client, bob, alice, "once", **key)).json()["id"] != first.json()["id"]
+    drain()
+    listed = (await client.get(f"/messages?with_user={bob}", headers=as_user(alice))).json()
+    assert [m["content"] for m in listed].count("once") == 2
+
+
+async def test_concurrent_sends_share_jobs_and_are_each_stored_once(
+    client, users, drain, unit_redis_url
+) -> None:
+    alice, bob, _ = users
+    connection = redis.Redis.from_url(unit_redis_url)
+    queue = Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+    drain()
+    responses = await asyncio.gather(*(send(client, alice, bob, f"m{n}") for n in range(60)))
+    assert all(r.status_code == 202 for r in responses)
+    ids = [r.json()["id"] for r in responses]
+    assert len(set(ids)) == 60
+    assert queue.count < 60  # group commit: several messages per job
+    drain()
+    listed = (
+        await client.get(f"/messages?with_user={bob}&limit=1000", headers=as_user(alice))
+    ).json()
+    assert sorted(m["id"] for m in listed) == sorted(ids)
+    assert not connection.hmget(PENDING_KEY, [str(i) for i in ids]) or all(
+        v is None for v in connection.hmget(PENDING_KEY, [str(i) for i in ids])
+    )
+    connection.close()
+
+
+async def test_paging_sees_every_message_once_in_order(client, users, drain) -> None:
+    alice, bob, carol = users
+    sent = []
+    for n in range(7):
+        sent.append((await send(client, alice, bob, f"a{n}")).json()["id"])
+        drain()
+        sent.append((await send(client, bob, alice, f"b{n}")).json()["id"])
+        drain()
+    await send(client, carol, alice, "not in the conversation")
+    drain()
+    seen = []
+    url = f"/messages?with_user={bob}&limit=3"
+    while url:
+        response = await client.get(url, headers=as_user(alice))
+        assert response.status_code == 200
+        assert len(response.json()) <= 3
+        seen += [m["id"] for m in response.json()]
+        url = response.links.get("next", {}).get("url")
+    assert seen == sent
+    everything = (await client.get("/messages?limit=1000", headers=as_user(alice))).json()
+    assert len(everything) == len(sent) + 1
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "cursor=-1", "with_user=0", "cursor=x"])
+async def test_bad_list_parameters_are_422(client, users, query) -> None:
+    alice, _, _ = users
+    assert (await client.get(f"/messages?{query}", headers=as_user(alice))).status_code == 422
+
+
+async def test_a_missing_identity_is_401(client) -> None:
+    assert (await client.get("/messages")).status_code == 401
