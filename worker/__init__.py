@@ -1,0 +1,1 @@
+"""worker: RQ workers that persist queued messages to Postgres."""

@@ -1,0 +1,122 @@
+"""The jobs message_service enqueues (by dotted path, with JSON arguments)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from functools import lru_cache
+
+from redis import Redis
+from rq import get_current_job
+from sqlalchemy import Engine, create_engine, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from message_service.models import Message
+from message_service.persistence import (
+    PENDING_KEY,
+    QueuedMessage,
+    conversation_key,
+    insert_messages,
+    user_channel,
+)
+from worker.config import get_settings
+from worker.ordering import acceptance_order, release_stale, split_ready
+
+log = logging.getLogger(__name__)
+HOLD_POLL_SECONDS = 0.005
+
+
+class PoisonMessages(Exception):
+    """Messages the database refuses for good; the rest of their batch was stored."""
+
+
+@lru_cache
+def engine() -> Engine:
+    """This process's engine, built on first use (never before a fork)."""
+    settings = get_settings()
+    return create_engine(
+        settings.database_url,
+        pool_size=2,
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": 5,
+            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+        },
+    )
+
+
+def persist_messages(messages: list[QueuedMessage]) -> int:
+    """Store a batch of messages exactly once, each conversation in acceptance order, then
+    announce each one to its receiver.
+
+    A job that runs again (a retry, or a requeue after its worker died) inserts nothing it
+    already inserted. Transient database errors propagate so that RQ retries the job with
+    backoff; a message the database refuses for good is isolated so that the others of its
+    batch are stored, and the job then fails naming it, for an operator to look at.
+    """
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("persist_messages runs inside an RQ job")
+    redis: Redis = job.connection
+    deadline = time.monotonic() + get_settings().order_hold_seconds
+    remaining = acceptance_order(messages)
+    stored = 0
+    refused: list[int] = []
+    while remaining:
+        ready, blockers = split_ready(redis, remaining)
+        if not ready:
+            if time.monotonic() < deadline:
+                time.sleep(HOLD_POLL_SECONDS)
+                continue
+            release_stale(redis, blockers, _already_stored([int(m) for m in blockers.values()]))
+            ready = remaining
+        inserted, bad = _store(ready)
+        _after_commit(redis, ready, inserted, bad)
+        stored += len(inserted)
+        refused += bad
+        remaining = [m for m in remaining if m not in ready]
+    if refused:
+        raise PoisonMessages(f"the database refused messages {refused}")
+    return stored
+
+
+def _store(messages: list[QueuedMessage]) -> tuple[set[int], list[int]]:
+    """Insert ``messages`` in one transaction; if the database refuses it for anything but
+    a transient fault, one by one, returning the ids it refused."""
+    try:
+        with engine().begin() as connection:
+            return insert_messages(connection, messages), []
+    except OperationalError:
+        raise
+    except DBAPIError:
+        if len(messages) == 1:
+            log.exception("the database refused message %s", messages[0]["id"])
+            return set(), [messages[0]["id"]]
+    inserted: set[int] = set()
+    refused: list[int] = []
+    for message in messages:
+        one_inserted, one_refused = _store([message])
+        inserted |= one_inserted
+        refused += one_refused
+    return inserted, refused
+
+
+def _already_stored(ids: list[int]) -> set[int]:
+    with engine().connect() as connection:
+        return set(connection.scalars(select(Message.id).where(Message.id.in_(ids))))
+
+
+def _after_commit(
+    redis: Redis, messages: list[QueuedMessage], inserted: set[int], refused: list[int]
+) -> None:
+    """Drop the batch from the queued bookkeeping; announce what was inserted."""
+    with redis.pipeline(transaction=False) as pipe:
+        for message in messages:
+            key = conversation_key(message["sender_id"], message["receiver_id"])
+            pipe.zrem(key, str(message["id"]))
+            if message["id"] not in refused:
+                pipe.hdel(PENDING_KEY, str(message["id"]))
+            if message["id"] in inserted:
+                pipe.publish(user_channel(message["receiver_id"]), json.dumps(message))
+        pipe.execute()

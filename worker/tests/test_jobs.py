@@ -1,0 +1,180 @@
+"""The persist job, run by an in-process RQ worker against real Postgres and Redis."""
+
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
+
+from message_service.persistence import PENDING_KEY, QUEUE_NAME, QueuedMessage, user_channel
+from message_service.queue import JobOptions, Send, enqueue_batch
+from worker.main import MessageWorker
+
+NO_RETRY = JobOptions(timeout=10, retry_intervals=[], failure_ttl=3600)
+
+
+def message(content: str = "hello", receiver: int = 2) -> QueuedMessage:
+    return QueuedMessage(
+        id=uuid.uuid4().int % 10**15 + 10**15,
+        content=content,
+        sender_id=1,
+        receiver_id=receiver,
+        created_at=datetime.now(UTC).isoformat(),
+    )
+
+
+def enqueue(queue: Queue, messages: list[QueuedMessage]) -> str:
+    return enqueue_batch(queue, [Send(m) for m in messages], NO_RETRY)
+
+
+@pytest.fixture
+def queue(unit_redis_url: str):
+    connection = redis.Redis.from_url(unit_redis_url)
+    yield Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+    connection.close()
+
+
+@pytest.fixture
+def stored(messages_database_url: str):
+    conninfo = messages_database_url.replace("+psycopg", "")
+
+    def count(message_id: int) -> int:
+        with psycopg.connect(conninfo) as connection:
+            row = connection.execute(
+                "SELECT count(*) FROM messages WHERE id = %s", (message_id,)
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    return count
+
+
+async def test_the_same_batch_persisted_twice_leaves_one_row_each(queue, drain, stored) -> None:
+    batch = [message("one"), message("two")]
+    enqueue(queue, batch)
+    drain()
+    # The same messages again: a job that ran twice (a retry, a dead worker's requeue).
+    enqueue(queue, batch)
+    drain()
+    assert [stored(m["id"]) for m in batch] == [1, 1]
+    assert queue.connection.hget(PENDING_KEY, str(batch[0]["id"])) is None
+    assert FailedJobRegistry(queue=queue).count == 0
+
+
+async def test_each_stored_message_is_announced_to_its_receiver(queue, drain) -> None:
+    receiver = uuid.uuid4().int % 10**9 + 10**9
+    pubsub = queue.connection.pubsub()
+    pubsub.subscribe(user_channel(receiver))
+    assert pubsub.get_message(timeout=1)["type"] == "subscribe"
+    sent = message("ping", receiver=receiver)
+    enqueue(queue, [sent])
+    drain()
+    announced = pubsub.get_message(timeout=5)
+    pubsub.close()
+    assert announced is not None
+    assert json.loads(announced["data"]) == sent
+
+
+async def test_a_poison_message_fails_its_job_alone_and_can_be_requeued(
+    queue, drain, stored
+) -> None:
+    good, poison = message("fine"), message("bad\x00")
+    job_id = enqueue(queue, [good, poison])
+    drain()
+    assert stored(good["id"]) == 1
+    assert stored(poison["id"]) == 0
+    failed = FailedJobRegistry(queue=queue)
+    assert job_id in failed.get_job_ids()
+    job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
+    reason = job.latest_result()
+    assert reason is not None
+    assert f"the database refused messages [{poison['id']}]" in str(reason.exc_string)
+    # Good messages after it are not blocked.
+    later = message("after")
+    enqueue(queue, [later])
+    drain()
+    assert stored(later["id"]) == 1
+    # An operator can requeue it (with RQ's own tools); the good message stays single.
+    failed.requeue(job_id)
+    assert job_id in queue.get_job_ids()
+    drain()
+    assert stored(good["id"]) == 1
+
+
+def test_a_dead_workers_job_counts_as_abandoned_soon_after_its_timeout(queue) -> None:
+    worker = MessageWorker([queue], connection=queue.connection, serializer=JSONSerializer)
+    worker.heartbeat_grace = 3
+    job = Job.create("worker.jobs.persist_messages", connection=queue.connection, timeout=20)
+    assert worker.get_heartbeat_ttl(job) == 23
+
+
+def seqs(messages_database_url: str, ids: list[int]) -> list[int]:
+    with psycopg.connect(messages_database_url.replace("+psycopg", "")) as connection:
+        rows = connection.execute(
+            "SELECT id FROM messages WHERE id = ANY(%s) ORDER BY seq", (ids,)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def take_out_of_queue(queue: Queue, job_id: str) -> None:
+    """As if another worker had taken the job and not stored it yet."""
+    assert queue.connection.lrem(queue.key, 0, job_id) == 1
+
+
+async def test_a_later_message_waits_for_an_earlier_one_of_its_conversation(
+    queue, drain, messages_database_url
+) -> None:
+    first, second = message("first", receiver=7), message("second", receiver=7)
+    first_job = enqueue(queue, [first])
+    enqueue(queue, [second])
+    take_out_of_queue(queue, first_job)
+
+    def other_worker_stores_first() -> None:
+        time.sleep(0.2)
+        Job.fetch(first_job, connection=queue.connection, serializer=JSONSerializer).perform()
+
+    other = threading.Thread(target=other_worker_stores_first)
+    other.start()
+    started = time.monotonic()
+    drain()
+    other.join()
+    assert seqs(messages_database_url, [first["id"], second["id"]]) == [first["id"], second["id"]]
+    assert 0.2 <= time.monotonic() - started < 0.5
+
+
+async def test_the_wait_for_an_earlier_message_is_bounded(
+    queue, drain, stored, worker_settings
+) -> None:
+    first, second = message("stuck", receiver=8), message("not stuck", receiver=8)
+    first_job = enqueue(queue, [first])
+    enqueue(queue, [second])
+    take_out_of_queue(queue, first_job)
+    started = time.monotonic()
+    drain()
+    assert time.monotonic() - started >= worker_settings.order_hold_seconds
+    assert (stored(first["id"]), stored(second["id"])) == (0, 1)
+    queue.connection.rpush(queue.key, first_job)
+    drain()
+    assert stored(first["id"]) == 1
+
+
+async def test_messages_of_other_conversations_are_not_held(queue, drain, stored) -> None:
+    stuck = message("stuck", receiver=9)
+    stuck_job = enqueue(queue, [stuck])
+    free = message("elsewhere", receiver=10)
+    enqueue(queue, [free])
+    take_out_of_queue(queue, stuck_job)
+    started = time.monotonic()
+    drain()
+    assert time.monotonic() - started < 0.4
+    assert stored(free["id"]) == 1
+    queue.connection.rpush(queue.key, stuck_job)
+    drain()
