@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from common.app import build_app
 from gateway.config import Settings, get_settings
 from gateway.middleware import EdgeMiddleware
-from gateway.routes import users
+from gateway.routes import messages, users
 from gateway.upstream import Upstreams
 
 DESCRIPTION = """Anonymous chat: register with only a name and a password, log in, see who
@@ -42,6 +42,11 @@ async def _user_service(request: Request) -> bool:
     return await upstreams.ready("users")
 
 
+async def _message_service(request: Request) -> bool:
+    upstreams: Upstreams = request.app.state.upstreams
+    return await upstreams.ready("messages")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the gateway."""
     settings = settings or get_settings()
@@ -51,8 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         settings=settings,
         lifespan=lifespan,
-        checks={"user_service": _user_service},
-        routers=[users.router],
+        checks={"user_service": _user_service, "message_service": _message_service},
+        routers=[users.router, messages.router],
         internal=False,
     )
     if settings.cors_origins:

@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("ANONCHAT_GATEWAY_PORT", "8000")),
         help="the gateway's port (ANONCHAT_GATEWAY_PORT, default 8000)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("ANONCHAT_WORKERS", "2")),
+        help="how many worker processes (ANONCHAT_WORKERS, default 2)",
+    )
     args = parser.parse_args(argv)
 
     postgres_url = os.environ.get("ANONCHAT_POSTGRES_URL", infra.LOCAL_POSTGRES)
@@ -42,15 +48,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stack: no {name} answers at {url}", file=sys.stderr)  # noqa: T201
             return 1
 
-    users_url = infra.with_database(postgres_url, "anonchat_users")
-    db.create_database(users_url, exist_ok=True)
-    db.upgrade(ROOT / "user_service", users_url)
+    databases = {}
+    for service, name in (
+        ("user_service", "anonchat_users"),
+        ("message_service", "anonchat_messages"),
+    ):
+        databases[service] = infra.with_database(postgres_url, name)
+        db.create_database(databases[service], exist_ok=True)
+        db.upgrade(ROOT / service, databases[service])
 
     config = StackConfig(
-        users_database_url=users_url,
+        users_database_url=databases["user_service"],
+        messages_database_url=databases["message_service"],
         redis_url=redis_url,
         gateway_port=args.port,
         user_service_port=free_port(),
+        message_service_port=free_port(),
+        workers=args.workers,
     )
     manager = Manager(Printer(sys.stdout))
     for process in stack_processes(config):

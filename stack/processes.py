@@ -60,15 +60,29 @@ class StackConfig:
     """Where the stack's data lives and which ports it answers on."""
 
     users_database_url: str
+    messages_database_url: str
     redis_url: str
     gateway_port: int
     user_service_port: int
+    message_service_port: int
+    workers: int = 1
     environment: Mapping[str, str] = field(default_factory=dict)
+
+
+def worker(name: str, config: StackConfig) -> Process:
+    """One RQ worker process on the messages queue."""
+    env = {
+        **config.environment,
+        "WORKER_DATABASE_URL": config.messages_database_url,
+        "WORKER_REDIS_URL": config.redis_url,
+    }
+    return Process(name, [sys.executable, "-m", "worker"], env)
 
 
 def stack_processes(config: StackConfig) -> list[Process]:
     """The processes of the stack, in the order they should start."""
     users_url = f"http://127.0.0.1:{config.user_service_port}"
+    messages_url = f"http://127.0.0.1:{config.message_service_port}"
     shared = dict(config.environment)
     return [
         uvicorn(
@@ -78,10 +92,26 @@ def stack_processes(config: StackConfig) -> list[Process]:
             {**shared, "USER_SERVICE_DATABASE_URL": config.users_database_url},
         ),
         uvicorn(
+            "message_service",
+            "message_service.app",
+            config.message_service_port,
+            {
+                **shared,
+                "MESSAGE_SERVICE_DATABASE_URL": config.messages_database_url,
+                "MESSAGE_SERVICE_REDIS_URL": config.redis_url,
+                "MESSAGE_SERVICE_USER_SERVICE_URL": users_url,
+            },
+        ),
+        *(worker(f"worker.{n}", config) for n in range(1, config.workers + 1)),
+        uvicorn(
             "gateway",
             "gateway.app",
             config.gateway_port,
-            {**shared, "GATEWAY_USER_SERVICE_URL": users_url},
+            {
+                **shared,
+                "GATEWAY_USER_SERVICE_URL": users_url,
+                "GATEWAY_MESSAGE_SERVICE_URL": messages_url,
+            },
         ),
     ]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from fastapi import FastAPI
 
 from common import db
+from message_service.app import create_app as create_message_service
+from message_service.config import Settings as MessageSettings
 from stack import infra
 from stack.processes import (
     ROOT,
@@ -33,12 +36,23 @@ from stack.processes import (
 )
 from user_service.app import create_app as create_user_service
 from user_service.config import Settings as UserSettings
+from worker import jobs
+from worker.config import Settings as WorkerSettings
+from worker.config import get_settings as get_worker_settings
+from worker.main import build_worker
 
 RUN_ID = uuid.uuid4().hex[:10]
 INTERNAL_TOKEN = "test-internal-token-" + uuid.uuid4().hex
 JWT_SECRET = "test-jwt-secret-" + uuid.uuid4().hex
 # Cheap argon2id parameters, so that registering hundreds of users stays quick.
 FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost_kib": 1024, "argon2_parallelism": 1}
+# A dead worker's job is requeued after job timeout + grace + maintenance interval.
+QUICK_RECOVERY_ENV = {
+    "MESSAGE_SERVICE_JOB_TIMEOUT_SECONDS": "4",
+    "WORKER_HEARTBEAT_GRACE_SECONDS": "1",
+    "WORKER_MAINTENANCE_INTERVAL_SECONDS": "1",
+    "WORKER_WORKER_TTL_SECONDS": "16",
+}
 FAST_HASHING_ENV = {
     f"USER_SERVICE_{key.upper()}": str(value) for key, value in FAST_HASHING.items()
 }
@@ -92,9 +106,13 @@ def users_database_url(servers: Servers) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(servers: Servers) -> Iterator[str]:
-    """A Redis database index that was empty and that this run claimed; flushed after."""
-    claim = f"anonchat-test-claim:{RUN_ID}"
+def messages_database_url(servers: Servers) -> Iterator[str]:
+    """A messages database of this run's own, migrated to head."""
+    yield from _throwaway_database(servers, "messages", ROOT / "message_service")
+
+
+def _claim_redis_db(servers: Servers, purpose: str) -> Iterator[str]:
+    claim = f"anonchat-test-claim:{RUN_ID}:{purpose}"
     for index in range(15, 0, -1):
         url = infra.with_redis_db(servers.redis_url, index)
         client = redis.Redis.from_url(url)
@@ -108,6 +126,18 @@ def redis_url(servers: Servers) -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(servers: Servers) -> Iterator[str]:
+    """A Redis database index of the end-to-end stack's own (it was empty; flushed after)."""
+    yield from _claim_redis_db(servers, "stack")
+
+
+@pytest.fixture(scope="session")
+def unit_redis_url(servers: Servers) -> Iterator[str]:
+    """Another claimed Redis database, for in-process tests that run workers themselves."""
+    yield from _claim_redis_db(servers, "unit")
 
 
 @pytest.fixture(scope="session")
@@ -127,14 +157,73 @@ def user_settings(users_database_url: str) -> UserSettings:
 async def user_service(user_settings: UserSettings) -> AsyncIterator[httpx.AsyncClient]:
     """user_service in process, with its lifespan run, called as the gateway would."""
     app = create_user_service(user_settings)
+    async with app.router.lifespan_context(app), internal_client(app) as client:
+        yield client
+
+
+def internal_client(app: FastAPI) -> httpx.AsyncClient:
+    """An HTTP client of an in-process service, carrying the internal token."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://service",
+        headers={"x-internal-token": INTERNAL_TOKEN},
+    )
+
+
+@pytest.fixture(scope="session")
+def message_settings(messages_database_url: str, unit_redis_url: str) -> MessageSettings:
+    """message_service settings for in-process tests (user_service is not running)."""
+    return MessageSettings(
+        database_url=messages_database_url,
+        redis_url=unit_redis_url,
+        internal_token=INTERNAL_TOKEN,
+        user_service_url=f"http://127.0.0.1:{free_port()}",
+        id_block_size=100,
+        retry_intervals=[],
+    )
+
+
+@pytest.fixture(scope="session")
+async def message_app(message_settings: MessageSettings) -> AsyncIterator[FastAPI]:
+    """message_service in process, with its lifespan run."""
+    app = create_message_service(message_settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://user-service",
-            headers={"x-internal-token": INTERNAL_TOKEN},
-        ) as client:
-            yield client
+        yield app
+
+
+@pytest.fixture(scope="session")
+def worker_settings(messages_database_url: str, unit_redis_url: str) -> Iterator[WorkerSettings]:
+    """Worker settings for in-process workers; jobs read them from the environment."""
+    environment = {
+        "WORKER_DATABASE_URL": messages_database_url,
+        "WORKER_REDIS_URL": unit_redis_url,
+        "WORKER_ORDER_HOLD_SECONDS": "0.5",
+    }
+    saved = {key: os.environ.get(key) for key in environment}
+    os.environ.update(environment)
+    get_worker_settings.cache_clear()
+    jobs.engine.cache_clear()
+    yield get_worker_settings()
+    jobs.engine().dispose()
+    jobs.engine.cache_clear()
+    get_worker_settings.cache_clear()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def drain(worker_settings: WorkerSettings, unit_redis_url: str) -> Iterator[Callable[[], None]]:
+    """Run every queued job to the end in this process (an RQ SimpleWorker in burst mode)."""
+    connection = redis.Redis.from_url(unit_redis_url)
+
+    def run() -> None:
+        build_worker(worker_settings, connection).work(burst=True, logging_level="WARNING")
+
+    yield run
+    connection.close()
 
 
 @dataclass
@@ -145,25 +234,33 @@ class RunningStack:
 
 
 @pytest.fixture(scope="session")
-def running_stack(users_database_url: str, redis_url: str) -> Iterator[RunningStack]:
-    """The real processes (uvicorn), on free ports, as the run command starts them."""
+def running_stack(
+    users_database_url: str, messages_database_url: str, redis_url: str
+) -> Iterator[RunningStack]:
+    """The real processes (uvicorn, RQ workers), on free ports, as the run command starts
+    them."""
     config = StackConfig(
         users_database_url=users_database_url,
+        messages_database_url=messages_database_url,
         redis_url=redis_url,
         gateway_port=free_port(),
         user_service_port=free_port(),
+        message_service_port=free_port(),
+        workers=2,
         environment={
             "ANONCHAT_INTERNAL_TOKEN": INTERNAL_TOKEN,
             "ANONCHAT_JWT_SECRET": JWT_SECRET,
+            "ANONCHAT_LOG_LEVEL": "WARNING",
             **FAST_HASHING_ENV,
+            **QUICK_RECOVERY_ENV,
         },
     )
     running: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for process in stack_processes(config):
             running[process.name] = spawn(process)
-            assert process.health_url is not None
-            wait_healthy(process.health_url, timeout=30, process=running[process.name])
+            if process.health_url is not None:
+                wait_healthy(process.health_url, timeout=30, process=running[process.name])
         yield RunningStack(f"http://127.0.0.1:{config.gateway_port}", running, config)
     finally:
         for popen in reversed(running.values()):

@@ -2,20 +2,8 @@
 
 import httpx
 
+from tests.api import login, register
 from tests.fixtures import unique_name
-
-PASSWORD = "correct horse battery"
-
-
-def register(gateway: httpx.Client, name: str) -> httpx.Response:
-    return gateway.post("/register", json={"username": name, "password": PASSWORD})
-
-
-def login(gateway: httpx.Client, name: str) -> str:
-    response = gateway.post("/login", json={"username": name, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
 
 
 def test_register_login_and_list_users(gateway: httpx.Client) -> None:
@@ -28,8 +16,7 @@ def test_register_login_and_list_users(gateway: httpx.Client) -> None:
     assert duplicate.status_code == 409
     assert duplicate.json()["code"] == "conflict"
 
-    token = login(gateway, alice)
-    listed = gateway.get("/get_users", headers={"Authorization": f"Bearer {token}"})
+    listed = gateway.get("/get_users", headers=login(gateway, alice))
     assert listed.status_code == 200
     users = {user["username"]: user for user in listed.json()}
     assert {alice, bob} <= set(users)
@@ -46,7 +33,7 @@ def test_user_list_pages_through_the_gateway_with_public_links(gateway: httpx.Cl
     names = [unique_name("pager") for _ in range(3)]
     for name in names:
         register(gateway, name)
-    headers = {"Authorization": f"Bearer {login(gateway, names[0])}"}
+    headers = login(gateway, names[0])
     seen: list[str] = []
     url: str | None = "/get_users?limit=2"
     while url:
@@ -73,7 +60,10 @@ def test_errors_come_in_one_json_shape(gateway: httpx.Client) -> None:
 def test_every_process_reports_ready(running_stack) -> None:
     response = httpx.get(running_stack.gateway_url + "/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {"user_service": "ok"}}
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"user_service": "ok", "message_service": "ok"},
+    }
     assert httpx.get(running_stack.gateway_url + "/healthz").json() == {"status": "ok"}
 
 

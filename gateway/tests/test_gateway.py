@@ -124,8 +124,11 @@ async def test_every_response_carries_a_request_id_and_security_headers(
 async def test_the_readiness_probe_names_the_missing_upstream(gateway: httpx.AsyncClient) -> None:
     response = await gateway.get("/readyz")
     assert response.status_code == 503
-    assert response.json()["checks"] == {"user_service": "unavailable"}
-    assert response.json()["detail"] == "unavailable: user_service"
+    assert response.json()["checks"] == {
+        "user_service": "unavailable",
+        "message_service": "unavailable",
+    }
+    assert response.json()["detail"] == "unavailable: user_service, message_service"
 
 
 async def test_unknown_paths_are_json_404(gateway: httpx.AsyncClient) -> None:
