@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 T = TypeVar("T")
 
@@ -21,3 +22,10 @@ def from_state(attribute: str, kind: type[T]) -> Callable[[Request], T]:
 
     dependency.__name__ = f"app_state_{attribute}"
     return dependency
+
+
+async def transaction(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session and one transaction per request: committed when the route returns."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session, session.begin():
+        yield session

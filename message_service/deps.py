@@ -8,8 +8,7 @@ from fastapi import Depends, Header
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import transaction
-from common.deps import from_state
+from common.deps import from_state, transaction
 from common.internal import caller_id
 from message_service.service import Outbox
 

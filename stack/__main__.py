@@ -16,7 +16,7 @@ import threading
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from common import db
+from common import databases
 from stack import infra
 from stack.processes import ROOT, StackConfig, free_port, stack_processes, wait_healthy
 
@@ -48,18 +48,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stack: no {name} answers at {url}", file=sys.stderr)  # noqa: T201
             return 1
 
-    databases = {}
+    urls = {}
     for service, name in (
         ("user_service", "anonchat_users"),
         ("message_service", "anonchat_messages"),
     ):
-        databases[service] = infra.with_database(postgres_url, name)
-        db.create_database(databases[service], exist_ok=True)
-        db.upgrade(ROOT / service, databases[service])
+        urls[service] = infra.with_database(postgres_url, name)
+        databases.create_database(urls[service], exist_ok=True)
+        databases.upgrade(ROOT / service, urls[service])
 
     config = StackConfig(
-        users_database_url=databases["user_service"],
-        messages_database_url=databases["message_service"],
+        users_database_url=urls["user_service"],
+        messages_database_url=urls["message_service"],
         redis_url=redis_url,
         gateway_port=args.port,
         user_service_port=free_port(),

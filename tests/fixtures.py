@@ -21,7 +21,7 @@ import pytest
 import redis
 from fastapi import FastAPI
 
-from common import db
+from common import databases
 from message_service.app import create_app as create_message_service
 from message_service.config import Settings as MessageSettings
 from stack import infra
@@ -91,12 +91,12 @@ def servers() -> Iterator[Servers]:
 
 def _throwaway_database(servers: Servers, service: str, service_dir: Path) -> Iterator[str]:
     url = infra.with_database(servers.postgres_url, f"anonchat_test_{RUN_ID}_{service}")
-    db.create_database(url)
+    databases.create_database(url)
     try:
-        db.upgrade(service_dir, url)
+        databases.upgrade(service_dir, url)
         yield url
     finally:
-        db.drop_database(url)
+        databases.drop_database(url)
 
 
 @pytest.fixture(scope="session")
@@ -197,7 +197,7 @@ def worker_settings(messages_database_url: str, unit_redis_url: str) -> Iterator
     environment = {
         "WORKER_DATABASE_URL": messages_database_url,
         "WORKER_REDIS_URL": unit_redis_url,
-        "WORKER_ORDER_HOLD_SECONDS": "0.5",
+        "WORKER_ORDER_HOLD_SECONDS": "1.0",
     }
     saved = {key: os.environ.get(key) for key in environment}
     os.environ.update(environment)

@@ -3,7 +3,7 @@
 import psycopg
 import pytest
 
-from common import db
+from common import databases
 from stack import infra
 from stack.processes import ROOT
 from tests.fixtures import RUN_ID, Servers
@@ -22,13 +22,13 @@ def _tables(url: str) -> set[str]:
 @pytest.mark.parametrize("service", sorted(TABLES))
 def test_upgrade_downgrade_upgrade_round_trip(servers: Servers, service: str) -> None:
     url = infra.with_database(servers.postgres_url, f"anonchat_test_{RUN_ID}_{service}_roundtrip")
-    db.create_database(url)
+    databases.create_database(url)
     try:
-        db.upgrade(ROOT / service, url)
+        databases.upgrade(ROOT / service, url)
         assert TABLES[service] | {"alembic_version"} <= _tables(url)
-        db.downgrade(ROOT / service, url)
+        databases.downgrade(ROOT / service, url)
         assert _tables(url) == {"alembic_version"}
-        db.upgrade(ROOT / service, url)
+        databases.upgrade(ROOT / service, url)
         assert TABLES[service] <= _tables(url)
     finally:
-        db.drop_database(url)
+        databases.drop_database(url)

@@ -8,8 +8,7 @@ from fastapi import Depends
 from passlib.context import CryptContext
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import transaction
-from common.deps import from_state
+from common.deps import from_state, transaction
 from user_service.config import Settings
 
 SessionDep = Annotated[AsyncSession, Depends(transaction, scope="function")]

@@ -12,6 +12,8 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+# Jobs name worker.jobs by dotted path; importing it here spares the first job the cost.
+import worker.jobs  # noqa: F401
 from common.logging import configure_logging
 from message_service.persistence import QUEUE_NAME
 from worker.config import Settings, get_settings
