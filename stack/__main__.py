@@ -1,15 +1,19 @@
 """The run command: the whole stack as local processes, ``python -m stack``.
 
 Uses the Postgres and Redis named by ANONCHAT_POSTGRES_URL / ANONCHAT_REDIS_URL, else
-the servers on the default local ports; creates and migrates the databases; starts every
-service under honcho (one prefixed log stream, Ctrl-C or SIGTERM stops them all).
+the servers on the default local ports, else throwaway ones started from the installed
+``postgres`` and ``redis-server`` binaries; creates and migrates the databases; starts
+every service under honcho (one prefixed log stream; Ctrl-C or SIGTERM stops them all,
+and the throwaway servers after them).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
+import shutil
 import sys
 import threading
 
@@ -17,7 +21,7 @@ from honcho.manager import Manager
 from honcho.printer import Printer
 
 from common import databases
-from stack import infra
+from stack import infra, servers
 from stack.processes import ROOT, StackConfig, free_port, stack_processes, wait_healthy
 
 
@@ -36,18 +40,50 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("ANONCHAT_WORKERS", "2")),
         help="how many worker processes (ANONCHAT_WORKERS, default 2)",
     )
+    parser.add_argument(
+        "--throwaway",
+        action="store_true",
+        help="start Postgres and Redis of our own even if local ones answer",
+    )
     args = parser.parse_args(argv)
-
-    postgres_url = os.environ.get("ANONCHAT_POSTGRES_URL", infra.LOCAL_POSTGRES)
-    redis_url = os.environ.get("ANONCHAT_REDIS_URL", infra.LOCAL_REDIS)
-    for name, ok, url in (
-        ("Postgres", infra.postgres_answers(postgres_url), postgres_url),
-        ("Redis", infra.redis_answers(redis_url), redis_url),
-    ):
-        if not ok:
-            print(f"stack: no {name} answers at {url}", file=sys.stderr)  # noqa: T201
+    with contextlib.ExitStack() as cleanup:
+        try:
+            postgres_url, redis_url = _servers(cleanup, throwaway=args.throwaway)
+        except RuntimeError as exc:
+            print(f"stack: {exc}", file=sys.stderr)  # noqa: T201
             return 1
+        return _run(args, postgres_url, redis_url)
 
+
+def _servers(cleanup: contextlib.ExitStack, *, throwaway: bool) -> tuple[str, str]:
+    """Postgres and Redis URLs: from the environment, else the local servers, else
+    throwaway ones in a data folder removed on exit."""
+    postgres_url = os.environ.get("ANONCHAT_POSTGRES_URL")
+    redis_url = os.environ.get("ANONCHAT_REDIS_URL")
+    for name, url, answers in (
+        ("ANONCHAT_POSTGRES_URL", postgres_url, infra.postgres_answers),
+        ("ANONCHAT_REDIS_URL", redis_url, infra.redis_answers),
+    ):
+        if url and not answers(url):
+            raise RuntimeError(f"{name}={url} does not answer")
+    if not throwaway:
+        if not postgres_url and infra.postgres_answers(infra.LOCAL_POSTGRES):
+            postgres_url = infra.LOCAL_POSTGRES
+        if not redis_url and infra.redis_answers(infra.LOCAL_REDIS):
+            redis_url = infra.LOCAL_REDIS
+    if postgres_url and redis_url:
+        return postgres_url, redis_url
+    root = servers.data_folder()
+    cleanup.callback(shutil.rmtree, root, ignore_errors=True)
+    print(f"anonchat: starting throwaway servers in {root}", flush=True)  # noqa: T201
+    if not postgres_url:
+        postgres_url = cleanup.enter_context(servers.throwaway_postgres(root)).url
+    if not redis_url:
+        redis_url = cleanup.enter_context(servers.throwaway_redis(root)).url
+    return postgres_url, redis_url
+
+
+def _run(args: argparse.Namespace, postgres_url: str, redis_url: str) -> int:
     urls = {}
     for service, name in (
         ("user_service", "anonchat_users"),
