@@ -13,12 +13,12 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from common.app import build_app
 from common.db import database_ready
+from common.users import KnownUsers
 from message_service.config import Settings, get_settings
 from message_service.ids import IdAllocator
 from message_service.queue import Batcher, JobOptions, make_queue
 from message_service.routes import messages
 from message_service.service import Outbox
-from message_service.users import KnownUsers
 
 
 @asynccontextmanager
@@ -51,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             user_service_url=settings.user_service_url,
             internal_token=settings.internal_token.get_secret_value(),
             capacity=settings.known_users_cache_size,
+            ttl=settings.known_users_ttl_seconds,
         ),
         batcher=batcher,
         redis=app.state.redis,

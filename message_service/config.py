@@ -25,6 +25,7 @@ class Settings(ServiceSettings):
     # Group commit: at most this many messages per Redis transaction and per job.
     max_batch: int = Field(500, ge=1)
     known_users_cache_size: int = Field(100_000, ge=1)
+    known_users_ttl_seconds: float = Field(3600, ge=0)
     idempotency_ttl_seconds: int = Field(86400, ge=60)
     job_timeout_seconds: int = Field(30, ge=1)
     # Waits between the attempts of a job whose database write failed (RQ Retry), about

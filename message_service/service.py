@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from common.schemas import MessageQueued, SendMessage
+from common.users import KnownUsers
 from message_service.ids import IdAllocator
 from message_service.models import Message
 from message_service.persistence import (
@@ -23,7 +24,6 @@ from message_service.persistence import (
     parse_pending_entry,
 )
 from message_service.queue import Batcher, Send
-from message_service.users import KnownUsers
 
 IDEMPOTENCY_PENDING_TTL = 60
 MAX_IDEMPOTENCY_KEY = 200
