@@ -80,6 +80,11 @@ class InvalidInput(AppError):
     code = "invalid_input"
 
 
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "too_many_requests"
+
+
 class ServiceUnavailable(AppError):
     status_code = 503
     code = "service_unavailable"
@@ -152,9 +157,19 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, detail or "invalid request", errors=errors)
 
 
+# FastAPI's words for a body it could not decode (invalid UTF-8): an invalid body like
+# malformed JSON, so it gets the same 422.
+_UNDECODABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+    if exc.status_code == 400 and detail == _UNDECODABLE_BODY:
+        message = "is not valid JSON (UTF-8)"
+        return error_response(
+            422, f"body: {message}", errors=[FieldError(field="body", message=message)]
+        )
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no such endpoint: {request.method} {request.url.path}"
     return error_response(exc.status_code, detail, headers=dict(exc.headers or {}))

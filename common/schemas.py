@@ -40,9 +40,21 @@ Username = Annotated[
 ]
 
 
+def _check_text(value: str) -> str:
+    """Text Postgres and the hashers can take: no NUL, no unpaired surrogates."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text (no unpaired surrogates)") from exc
+    return value
+
+
 def _check_password(value: SecretStr) -> SecretStr:
     if len(value.get_secret_value()) > PASSWORD_MAX:
         raise ValueError(f"must be at most {PASSWORD_MAX} characters long")
+    _check_text(value.get_secret_value())
     return value
 
 
@@ -90,13 +102,7 @@ class AccessToken(BaseModel):
 def _check_content(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("must be valid Unicode text (no unpaired surrogates)") from exc
-    return value
+    return _check_text(value)
 
 
 Content = Annotated[
