@@ -7,10 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
 
 from common.app import build_app
+from common.users import KnownUsers
 from gateway.config import Settings, get_settings
 from gateway.middleware import EdgeMiddleware
+from gateway.ratelimit import RateLimiter
 from gateway.routes import messages, users
 from gateway.upstream import Upstreams
 
@@ -24,22 +27,39 @@ probes needs `Authorization: Bearer <token>` from `POST /login`. Errors share on
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the pooled upstream session; close it on shutdown."""
     settings: Settings = app.state.settings
-    app.state.upstreams = Upstreams(
+    upstreams = Upstreams(
         urls={"users": settings.user_service_url, "messages": settings.message_service_url},
         internal_token=settings.internal_token.get_secret_value(),
         connect_timeout=settings.upstream_connect_timeout,
         timeout=settings.upstream_timeout,
         pool_size=settings.upstream_pool_size,
     )
+    redis = Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
+    app.state.upstreams = upstreams
+    app.state.redis = redis
+    app.state.limiter = RateLimiter(redis)
+    app.state.users = KnownUsers(
+        session=upstreams.session,
+        user_service_url=settings.user_service_url,
+        internal_token=settings.internal_token.get_secret_value(),
+        capacity=100_000,
+        ttl=settings.known_users_ttl_seconds,
+    )
     try:
         yield
     finally:
-        await app.state.upstreams.close()
+        await upstreams.close()
+        await redis.aclose()
 
 
 async def _user_service(request: Request) -> bool:
     upstreams: Upstreams = request.app.state.upstreams
     return await upstreams.ready("users")
+
+
+async def _redis(request: Request) -> bool:
+    redis: Redis = request.app.state.redis
+    return bool(await redis.ping())
 
 
 async def _message_service(request: Request) -> bool:
@@ -56,7 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         settings=settings,
         lifespan=lifespan,
-        checks={"user_service": _user_service, "message_service": _message_service},
+        checks={
+            "user_service": _user_service,
+            "message_service": _message_service,
+            "redis": _redis,
+        },
         routers=[users.router, messages.router],
         internal=False,
     )

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import TokenSettings
+from gateway.ratelimit import Rate, RateSetting
 
 
 class Settings(TokenSettings):
@@ -22,6 +23,15 @@ class Settings(TokenSettings):
     upstream_pool_size: int = Field(100, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     cors_origins: list[str] = []
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Rates as "requests/seconds", shared by every gateway replica through Redis.
+    # A password guesser gets 10 quick tries per name, then one every 30 s.
+    login_rate_per_username: RateSetting = Rate(limit=10, period=300)
+    login_rate_per_address: RateSetting = Rate(limit=60, period=60)
+    register_rate_per_address: RateSetting = Rate(limit=150, period=60)
+    send_rate_per_user: RateSetting = Rate(limit=600, period=60)
+    # A token's user is checked against user_service once per this many seconds.
+    known_users_ttl_seconds: float = Field(60, ge=0)
 
 
 @lru_cache

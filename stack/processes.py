@@ -111,6 +111,7 @@ def stack_processes(config: StackConfig) -> list[Process]:
                 **shared,
                 "GATEWAY_USER_SERVICE_URL": users_url,
                 "GATEWAY_MESSAGE_SERVICE_URL": messages_url,
+                "GATEWAY_REDIS_URL": config.redis_url,
             },
         ),
     ]

@@ -17,7 +17,7 @@ from common.schemas import (
     SampleReceived,
     SendMessage,
 )
-from gateway.deps import CurrentUser, UpstreamsDep
+from gateway.deps import CurrentUser, LimiterDep, SettingsDep, UpstreamsDep
 from gateway.routes.users import UNAVAILABLE
 
 router = APIRouter(tags=["messages"])
@@ -31,19 +31,22 @@ SAMPLE = SampleReceived(
     "/send_message",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=MessageQueued,
-    responses=error_responses(401, 403, 404, 409, 422, *UNAVAILABLE),
+    responses=error_responses(401, 403, 404, 409, 413, 422, 429, *UNAVAILABLE),
 )
 async def send_message(
     data: SendMessage,
     request: Request,
     upstreams: UpstreamsDep,
     user_id: CurrentUser,
+    limiter: LimiterDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[
         str | None,
         Header(description="repeat a send safely: the same key returns the first answer"),
     ] = None,
 ) -> Response:
     """Send a message as the caller. 202: queued (not yet stored) with its final id."""
+    await limiter.hit(settings.send_rate_per_user, f"send:{user_id}", "messages")
     headers = {"idempotency-key": idempotency_key} if idempotency_key is not None else None
     return await upstreams.forward(
         request,

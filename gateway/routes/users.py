@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from common.errors import error_responses
 from common.schemas import MAX_BIGINT, AccessToken, Credentials, PageLimit, UserRead, UserRegistered
-from gateway.deps import CurrentUser, UpstreamsDep
+from gateway.deps import CurrentUser, LimiterDep, SettingsDep, UpstreamsDep
+from gateway.ratelimit import client_address
 
 router = APIRouter(tags=["users"])
 UNAVAILABLE = (503, 504)
@@ -18,18 +19,38 @@ UNAVAILABLE = (503, 504)
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRegistered,
-    responses=error_responses(409, 422, *UNAVAILABLE),
+    responses=error_responses(409, 413, 422, 429, *UNAVAILABLE),
 )
-async def register(data: Credentials, request: Request, upstreams: UpstreamsDep) -> Response:
+async def register(
+    data: Credentials,
+    request: Request,
+    upstreams: UpstreamsDep,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+) -> Response:
     """Register with a username and a password; nothing else is asked."""
+    address = client_address(request)
+    await limiter.hit(settings.register_rate_per_address, f"register:{address}", "registrations")
     return await upstreams.forward(request, "users", "/users", body=await request.body())
 
 
 @router.post(
-    "/login", response_model=AccessToken, responses=error_responses(401, 422, *UNAVAILABLE)
+    "/login",
+    response_model=AccessToken,
+    responses=error_responses(401, 413, 422, 429, *UNAVAILABLE),
 )
-async def login(data: Credentials, request: Request, upstreams: UpstreamsDep) -> Response:
+async def login(
+    data: Credentials,
+    request: Request,
+    upstreams: UpstreamsDep,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+) -> Response:
     """Exchange a username and a password for a bearer token."""
+    address = client_address(request)
+    await limiter.hit(settings.login_rate_per_address, f"login:addr:{address}", "login attempts")
+    name = data.username.lower()
+    await limiter.hit(settings.login_rate_per_username, f"login:user:{name}", "login attempts")
     return await upstreams.forward(request, "users", "/login", body=await request.body())
 
 

@@ -28,8 +28,9 @@ def silent_upstream() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def gateway(silent_upstream: str) -> AsyncIterator[httpx.AsyncClient]:
+async def gateway(silent_upstream: str, unit_redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(
+        redis_url=unit_redis_url,
         internal_token=INTERNAL_TOKEN,
         jwt_secret=JWT_SECRET,
         user_service_url=f"http://127.0.0.1:{free_port()}",
@@ -97,7 +98,7 @@ async def test_a_valid_token_reaches_the_upstream(gateway: httpx.AsyncClient) ->
     # user_service points at a closed port: the call got past the token check.
     assert response.status_code == 503
     assert response.json() == {
-        "detail": "users is unavailable, try again shortly",
+        "detail": "user_service is unavailable, try again shortly",
         "code": "service_unavailable",
     }
     assert time.monotonic() - started < 2
@@ -127,6 +128,7 @@ async def test_the_readiness_probe_names_the_missing_upstream(gateway: httpx.Asy
     assert response.json()["checks"] == {
         "user_service": "unavailable",
         "message_service": "unavailable",
+        "redis": "ok",
     }
     assert response.json()["detail"] == "unavailable: user_service, message_service"
 
