@@ -46,6 +46,17 @@ INTERNAL_TOKEN = "test-internal-token-" + uuid.uuid4().hex
 JWT_SECRET = "test-jwt-secret-" + uuid.uuid4().hex
 # Cheap argon2id parameters, so that registering hundreds of users stays quick.
 FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost_kib": 1024, "argon2_parallelism": 1}
+# The session's stack is not where rate limits are tested (tests/test_security_e2e.py
+# starts gateways of its own for that): lift them so that tests never wait on them.
+NO_RATE_LIMITS = {
+    f"GATEWAY_{name}": "1000000/1"
+    for name in (
+        "LOGIN_RATE_PER_USERNAME",
+        "LOGIN_RATE_PER_ADDRESS",
+        "REGISTER_RATE_PER_ADDRESS",
+        "SEND_RATE_PER_USER",
+    )
+}
 # A dead worker's job is requeued after job timeout + grace + maintenance interval.
 QUICK_RECOVERY_ENV = {
     "MESSAGE_SERVICE_JOB_TIMEOUT_SECONDS": "4",
@@ -253,6 +264,7 @@ def running_stack(
             "ANONCHAT_LOG_LEVEL": "WARNING",
             **FAST_HASHING_ENV,
             **QUICK_RECOVERY_ENV,
+            **NO_RATE_LIMITS,
         },
     )
     running: dict[str, subprocess.Popen[bytes]] = {}

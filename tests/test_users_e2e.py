@@ -2,7 +2,7 @@
 
 import httpx
 
-from tests.api import login, register
+from tests.api import all_pages, login, register
 from tests.fixtures import unique_name
 
 
@@ -16,12 +16,15 @@ def test_register_login_and_list_users(gateway: httpx.Client) -> None:
     assert duplicate.status_code == 409
     assert duplicate.json()["code"] == "conflict"
 
-    listed = gateway.get("/get_users", headers=login(gateway, alice))
+    headers = login(gateway, alice)
+    listed = gateway.get("/get_users", headers=headers)
     assert listed.status_code == 200
-    users = {user["username"]: user for user in listed.json()}
+    assert "password" not in listed.text
+    users = {
+        user["username"]: user for user in all_pages(gateway, "/get_users?limit=1000", headers)
+    }
     assert {alice, bob} <= set(users)
     assert users[alice] == {"id": first.json()["id"], "username": alice}
-    assert "password" not in listed.text
     assert "argon2" not in listed.text
 
     anonymous = gateway.get("/get_users")
@@ -62,7 +65,7 @@ def test_every_process_reports_ready(running_stack) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "status": "ready",
-        "checks": {"user_service": "ok", "message_service": "ok"},
+        "checks": {"user_service": "ok", "message_service": "ok", "redis": "ok"},
     }
     assert httpx.get(running_stack.gateway_url + "/healthz").json() == {"status": "ok"}
 

@@ -1,6 +1,10 @@
 """user_service behaviour, in process against a real Postgres database."""
 
 import importlib.metadata
+import logging
+import statistics
+import time
+import uuid
 
 import bcrypt
 import httpx
@@ -8,7 +12,8 @@ import psycopg
 import pytest
 
 from common.tokens import verify_token
-from tests.fixtures import INTERNAL_TOKEN, JWT_SECRET, unique_name
+from tests.fixtures import INTERNAL_TOKEN, JWT_SECRET, internal_client, unique_name
+from user_service.app import create_app as create_user_service
 
 PASSWORD = "correct horse battery"
 
@@ -186,3 +191,44 @@ def test_passlib_comes_from_libpass_and_the_old_passlib_is_absent() -> None:
     assert importlib.metadata.distribution("libpass")
     with pytest.raises(importlib.metadata.PackageNotFoundError):
         importlib.metadata.distribution("passlib")
+
+
+async def test_login_takes_as_long_for_an_unknown_name_as_for_a_wrong_password(
+    user_settings,
+) -> None:
+    """With the production hashing cost, so that the hash dominates the time."""
+    settings = user_settings.model_copy(
+        update={"argon2_time_cost": 3, "argon2_memory_cost_kib": 65536, "argon2_parallelism": 4}
+    )
+    app = create_user_service(settings)
+    async with app.router.lifespan_context(app), internal_client(app) as client:
+        name = unique_name()
+        assert (await register(client, name)).status_code == 201
+
+        async def median_login(username: str) -> float:
+            times = []
+            for _ in range(5):
+                started = time.perf_counter()
+                response = await client.post(
+                    "/login", json={"username": username, "password": "wrong password"}
+                )
+                times.append(time.perf_counter() - started)
+                assert response.status_code == 401
+            return statistics.median(times)
+
+        wrong_password = await median_login(name)
+        unknown_name = await median_login(unique_name())
+    assert wrong_password > 0.02  # a real argon2id verification ran
+    assert 0.5 < unknown_name / wrong_password < 2
+
+
+async def test_passwords_never_reach_the_logs(user_service, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = f"pw-{uuid.uuid4()}"
+    name = unique_name()
+    await register(user_service, name, secret)
+    await user_service.post("/login", json={"username": name, "password": secret})
+    await user_service.post("/login", json={"username": name, "password": secret + "x"})
+    await user_service.post("/users", json={"username": "x", "password": secret})
+    assert caplog.records
+    assert not [r for r in caplog.records if secret in r.getMessage()]
