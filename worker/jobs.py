@@ -9,10 +9,9 @@ from functools import lru_cache
 
 from redis import Redis
 from rq import get_current_job
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from message_service.models import Message
 from message_service.persistence import (
     PENDING_KEY,
     QueuedMessage,
@@ -21,7 +20,7 @@ from message_service.persistence import (
     user_channel,
 )
 from worker.config import get_settings
-from worker.ordering import acceptance_order, release_stale, split_ready
+from worker.ordering import acceptance_order, held_back
 
 log = logging.getLogger(__name__)
 HOLD_POLL_SECONDS = 0.005
@@ -64,13 +63,11 @@ def persist_messages(messages: list[QueuedMessage]) -> int:
     stored = 0
     refused: list[int] = []
     while remaining:
-        ready, blockers = split_ready(redis, remaining)
+        held = held_back(redis, remaining) if time.monotonic() < deadline else set()
+        ready = [m for m in remaining if m["id"] not in held]
         if not ready:
-            if time.monotonic() < deadline:
-                time.sleep(HOLD_POLL_SECONDS)
-                continue
-            release_stale(redis, blockers, _already_stored([int(m) for m in blockers.values()]))
-            ready = remaining
+            time.sleep(HOLD_POLL_SECONDS)
+            continue
         inserted, bad = _store(ready)
         _after_commit(redis, ready, inserted, bad)
         stored += len(inserted)
@@ -100,11 +97,6 @@ def _store(messages: list[QueuedMessage]) -> tuple[set[int], list[int]]:
         inserted |= one_inserted
         refused += one_refused
     return inserted, refused
-
-
-def _already_stored(ids: list[int]) -> set[int]:
-    with engine().connect() as connection:
-        return set(connection.scalars(select(Message.id).where(Message.id.in_(ids))))
 
 
 def _after_commit(

@@ -2,15 +2,15 @@
 
 Workers run jobs in parallel, so a later message's job can reach the database before an
 earlier one's. message_service notes every queued message in its conversation's sorted
-set (scored by acceptance time); before storing a message, a job checks that no earlier
-message of that conversation is still queued in another job, and holds it briefly if one
-is. The hold is bounded: a dead worker's job or a lost Redis write delays a conversation
-by at most ``order_hold_seconds``, never stalls it.
+set (scored by acceptance time); before storing a message, a job looks for an earlier
+message of that conversation still queued in another job, and holds its message while
+that job is queued or running. The hold is bounded by ``order_hold_seconds``, and there
+is none behind a job waiting for a retry or failed for good: after a fault, order may
+give way, the message is never lost or delayed for long.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 
 from redis import Redis
@@ -24,7 +24,7 @@ from message_service.persistence import (
     parse_pending_entry,
 )
 
-log = logging.getLogger(__name__)
+IN_FLIGHT = {JobStatus.QUEUED.value.encode(), JobStatus.STARTED.value.encode()}
 
 
 def acceptance_order(messages: list[QueuedMessage]) -> list[QueuedMessage]:
@@ -32,42 +32,38 @@ def acceptance_order(messages: list[QueuedMessage]) -> list[QueuedMessage]:
     return sorted(messages, key=lambda m: (accepted_score(m), m["id"]))
 
 
-def split_ready(
-    redis: Redis, remaining: list[QueuedMessage]
-) -> tuple[list[QueuedMessage], dict[str, str]]:
-    """The messages no earlier queued message of their conversation waits before, and for
-    each held conversation the id of the first message it waits for."""
+def held_back(redis: Redis, remaining: list[QueuedMessage]) -> set[int]:
+    """The ids of ``remaining`` that must wait for an earlier message of their
+    conversation, queued or running in another job."""
     by_conversation: dict[str, list[QueuedMessage]] = defaultdict(list)
     for message in remaining:
-        by_conversation[conversation_key(message["sender_id"], message["receiver_id"])].append(
-            message
-        )
+        key = conversation_key(message["sender_id"], message["receiver_id"])
+        by_conversation[key].append(message)
     ours = {str(message["id"]) for message in remaining}
     with redis.pipeline(transaction=False) as pipe:
         for key, messages in by_conversation.items():
             pipe.zrange(key, 0, max(accepted_score(m) for m in messages), byscore=True)
         queued_before: list[list[bytes]] = pipe.execute()
-    held: set[str] = set()
-    blockers: dict[str, str] = {}
+    held: dict[str, set[int]] = {}
     for key, members in zip(by_conversation, queued_before, strict=True):
-        for raw in members:
-            member = raw.decode()
-            if key in blockers and member in ours:
-                held.add(member)
-            elif member not in ours and key not in blockers:
-                blockers[key] = member
-    return [m for m in remaining if str(m["id"]) not in held], blockers
+        blocker = next((m.decode() for m in members if m.decode() not in ours), None)
+        if blocker is None:
+            continue
+        after = members[[m.decode() for m in members].index(blocker) :]
+        held[f"{key}|{blocker}"] = {int(m) for m in after if m.decode() in ours}
+    if not held:
+        return set()
+    return set().union(
+        *(ids for marker, ids in held.items() if _in_flight(redis, *marker.split("|")))
+    )
 
 
-def release_stale(redis: Redis, blockers: dict[str, str], stored: set[int]) -> None:
-    """Forget blockers that will never be stored by a running job: already stored (their
-    removal was lost), gone from Redis, or in a job that failed for good."""
-    for key, member in blockers.items():
-        entry = redis.hget(PENDING_KEY, member)
-        stale = int(member) in stored or entry is None
-        if entry is not None and not stale:
-            job_status = redis.hget(Job.key_for(parse_pending_entry(entry)["job_id"]), "status")
-            stale = job_status in (None, JobStatus.FAILED.value.encode())
-        if stale:
-            log.info("message %s no longer holds conversation %s", member, key)
-            redis.zrem(key, member)
+def _in_flight(redis: Redis, key: str, member: str) -> bool:
+    """Whether the job carrying ``member`` is queued or running; a member whose message
+    is no longer queued anywhere (its removal was lost) is dropped from the set."""
+    entry = redis.hget(PENDING_KEY, member)
+    if entry is None:
+        redis.zrem(key, member)
+        return False
+    status = redis.hget(Job.key_for(parse_pending_entry(entry)["job_id"]), "status")
+    return status in IN_FLIGHT
