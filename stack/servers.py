@@ -18,7 +18,7 @@ import redis
 from stack.processes import free_port
 
 # The append-only-file settings of docker-compose.yml's Redis.
-REDIS_PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "everysec"]
+REDIS_PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "always"]
 
 
 def _postgres_bin(name: str) -> str:
