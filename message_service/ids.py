@@ -46,11 +46,11 @@ class IdAllocator:
 
     async def next_id(self) -> int:
         """A new message id."""
-        if self._next >= self._end:
-            if self._spare is None:
+        while self._next >= self._end:
+            if self._spare is not None:
+                (self._next, self._end), self._spare = self._spare, None
+            else:
                 await self._fetch_spare(wait=True)
-            assert self._spare is not None
-            (self._next, self._end), self._spare = self._spare, None
         value = self._next
         self._next += 1
         if self._spare is None and self._end - self._next <= self.block_size // 2:
@@ -65,7 +65,7 @@ class IdAllocator:
         if not wait:
             return
         await asyncio.shield(self._fetching)
-        if self._spare is None:
+        if self._spare is None and self._next >= self._end:
             raise ServiceUnavailable(
                 "messages cannot be accepted right now (message ids unavailable), retry shortly",
                 headers={"Retry-After": "1"},
