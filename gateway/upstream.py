@@ -16,7 +16,13 @@ from fastapi import Request, Response
 from common.errors import ServiceUnavailable, UpstreamTimeout
 from common.internal import INTERNAL_TOKEN_HEADER, REQUEST_ID_HEADER, USER_ID_HEADER, request_id
 
-_PASSED_BACK = ("content-type", "retry-after", "location", "idempotency-replayed")
+_PASSED_BACK = (
+    "content-type",
+    "retry-after",
+    "location",
+    "idempotency-replayed",
+    "x-next-cursor",
+)
 
 
 class Upstreams:

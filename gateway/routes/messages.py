@@ -76,7 +76,8 @@ async def get_messages(
     ] = 0,
 ) -> Response:
     """Messages the caller sent or received, oldest first; ``Link: <...>; rel="next"`` while
-    more remain."""
+    more remain. ``X-Next-Cursor`` says where to continue: call again with it as ``cursor``
+    to get messages stored since."""
     params = {"limit": str(limit), "cursor": str(cursor)}
     if with_user is not None:
         params["with_user"] = str(with_user)

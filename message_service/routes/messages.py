@@ -59,8 +59,11 @@ async def list_messages(
         session=session, caller=caller, with_user=with_user, after_seq=cursor, limit=limit + 1
     )
     page = rows[:limit]
+    after = page[-1].seq if page else cursor
+    # Where to continue from: to read the next page now, or new messages later.
+    response.headers["X-Next-Cursor"] = str(after)
     if len(rows) > limit:
-        response.headers["Link"] = next_link(request.url, limit=limit, cursor=page[-1].seq)
+        response.headers["Link"] = next_link(request.url, limit=limit, cursor=after)
     return [MessageRead.model_validate(row, from_attributes=True) for row in page]
 
 

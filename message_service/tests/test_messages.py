@@ -204,6 +204,15 @@ async def test_paging_sees_every_message_once_in_order(client, users, drain) -> 
     assert seen == sent
     everything = (await client.get("/messages?limit=1000", headers=as_user(alice))).json()
     assert len(everything) == len(sent) + 1
+    # The cursor after the last page brings exactly what was stored since.
+    tail = response.headers["x-next-cursor"]
+    empty = await client.get(f"/messages?with_user={bob}&cursor={tail}", headers=as_user(alice))
+    assert empty.json() == []
+    assert empty.headers["x-next-cursor"] == tail
+    later = (await send(client, bob, alice, "later")).json()["id"]
+    drain()
+    since = await client.get(f"/messages?with_user={bob}&cursor={tail}", headers=as_user(alice))
+    assert [m["id"] for m in since.json()] == [later]
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=1001", "cursor=-1", "with_user=0", "cursor=x"])
