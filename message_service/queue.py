@@ -75,8 +75,14 @@ def enqueue_batch(queue: Queue, sends: Sequence[Send], options: JobOptions) -> s
             kwargs={"messages": messages},
             job_id=job_id,
             timeout=options.timeout,
+            # A retried job goes to the front: its messages were accepted before those
+            # queued since, and jobs behind it may be holding messages for it.
             retry=(
-                Retry(max=len(options.retry_intervals), interval=options.retry_intervals)
+                Retry(
+                    max=len(options.retry_intervals),
+                    interval=options.retry_intervals,
+                    enqueue_at_front=True,
+                )
                 if options.retry_intervals
                 else None
             ),

@@ -24,6 +24,7 @@ class Settings(ServiceSettings):
     # How long an idle worker blocks on the queue between maintenance checks, plus 15.
     worker_ttl_seconds: int = Field(20, ge=16)
     statement_timeout_ms: int = Field(10_000, ge=100)
+    idle_in_transaction_ms: int = Field(3_000, ge=100)
     # How long a job holds a message whose conversation has an earlier one still queued
     # in another job (see worker/ordering.py).
     order_hold_seconds: float = Field(2.0, ge=0)

@@ -20,7 +20,7 @@ from message_service.persistence import (
     user_channel,
 )
 from worker.config import get_settings
-from worker.ordering import acceptance_order, held_back
+from worker.ordering import acceptance_order, give_up_on, held_back
 
 log = logging.getLogger(__name__)
 HOLD_POLL_SECONDS = 0.005
@@ -40,7 +40,12 @@ def engine() -> Engine:
         pool_pre_ping=True,
         connect_args={
             "connect_timeout": 5,
-            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+            # A worker killed inside a transaction leaves its session idle in it, holding
+            # the seq lock every other worker needs, until Postgres ends such sessions.
+            "options": (
+                f"-c statement_timeout={settings.statement_timeout_ms} "
+                f"-c idle_in_transaction_session_timeout={settings.idle_in_transaction_ms}"
+            ),
         },
     )
 
@@ -63,7 +68,11 @@ def persist_messages(messages: list[QueuedMessage]) -> int:
     stored = 0
     refused: list[int] = []
     while remaining:
-        held = held_back(redis, remaining) if time.monotonic() < deadline else set()
+        blockers = held_back(redis, remaining)
+        if blockers and time.monotonic() > deadline:
+            give_up_on(list(blockers))
+            blockers = {}
+        held = set().union(*blockers.values())
         ready = [m for m in remaining if m["id"] not in held]
         if not ready:
             time.sleep(HOLD_POLL_SECONDS)

@@ -7,7 +7,13 @@ database connection. Scale out by starting more processes against the same Redis
 
 from __future__ import annotations
 
+import logging
+import signal
+import time
+
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -17,6 +23,8 @@ import worker.jobs  # noqa: F401
 from common.logging import configure_logging
 from message_service.persistence import QUEUE_NAME
 from worker.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 
 class MessageWorker(SimpleWorker):
@@ -51,8 +59,29 @@ def build_worker(settings: Settings, redis: Redis) -> MessageWorker:
 
 
 def main() -> None:
-    """Work until SIGTERM or SIGINT (the current job is finished first)."""
+    """Work until SIGTERM or SIGINT (the current job is finished first).
+
+    RQ's worker exits when Redis goes away under it; this one starts a new worker once
+    Redis answers again, backing off, so that a Redis restart needs no operator. A job
+    cut short that way is requeued by the maintenance pass, as a dead worker's would be.
+    """
     settings = get_settings()
     configure_logging(settings.log_level)
-    redis = Redis.from_url(settings.redis_url)
-    build_worker(settings, redis).work(with_scheduler=True, logging_level=settings.log_level)
+    delay = 1.0
+    while True:
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            build_worker(settings, redis).work(
+                with_scheduler=True, logging_level=settings.log_level
+            )
+            return
+        except (RedisConnectionError, RedisTimeoutError):
+            log.warning("lost Redis; a new worker starts in %.0f s", delay, exc_info=True)
+            # RQ's handlers would ask a dead worker to stop: while waiting, a signal
+            # ends the process at once (no job is running).
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        finally:
+            redis.close()

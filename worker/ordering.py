@@ -11,6 +11,7 @@ give way, the message is never lost or delayed for long.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 from redis import Redis
@@ -25,6 +26,10 @@ from message_service.persistence import (
 )
 
 IN_FLIGHT = {JobStatus.QUEUED.value.encode(), JobStatus.STARTED.value.encode()}
+# Messages this process already waited for until its hold ran out (a dead worker's job):
+# later jobs do not wait for them again. Message id -> when it was given up.
+_given_up: dict[str, float] = {}
+GIVE_UP_FOR = 60.0
 
 
 def acceptance_order(messages: list[QueuedMessage]) -> list[QueuedMessage]:
@@ -32,9 +37,9 @@ def acceptance_order(messages: list[QueuedMessage]) -> list[QueuedMessage]:
     return sorted(messages, key=lambda m: (accepted_score(m), m["id"]))
 
 
-def held_back(redis: Redis, remaining: list[QueuedMessage]) -> set[int]:
-    """The ids of ``remaining`` that must wait for an earlier message of their
-    conversation, queued or running in another job."""
+def held_back(redis: Redis, remaining: list[QueuedMessage]) -> dict[str, set[int]]:
+    """For each earlier message, queued or running in another job, that messages of
+    ``remaining`` must wait for: its id, and the ids of ours that wait."""
     by_conversation: dict[str, list[QueuedMessage]] = defaultdict(list)
     for message in remaining:
         key = conversation_key(message["sender_id"], message["receiver_id"])
@@ -44,18 +49,26 @@ def held_back(redis: Redis, remaining: list[QueuedMessage]) -> set[int]:
         for key, messages in by_conversation.items():
             pipe.zrange(key, 0, max(accepted_score(m) for m in messages), byscore=True)
         queued_before: list[list[bytes]] = pipe.execute()
+    now = time.monotonic()
+    for member, since in list(_given_up.items()):
+        if now - since > GIVE_UP_FOR:
+            del _given_up[member]
     held: dict[str, set[int]] = {}
-    for key, members in zip(by_conversation, queued_before, strict=True):
-        blocker = next((m.decode() for m in members if m.decode() not in ours), None)
-        if blocker is None:
+    for key, raw_members in zip(by_conversation, queued_before, strict=True):
+        members = [raw.decode() for raw in raw_members]
+        blocker = next((m for m in members if m not in ours and m not in _given_up), None)
+        if blocker is None or not _in_flight(redis, key, blocker):
             continue
-        after = members[[m.decode() for m in members].index(blocker) :]
-        held[f"{key}|{blocker}"] = {int(m) for m in after if m.decode() in ours}
-    if not held:
-        return set()
-    return set().union(
-        *(ids for marker, ids in held.items() if _in_flight(redis, *marker.split("|")))
-    )
+        after = members[members.index(blocker) :]
+        held.setdefault(blocker, set()).update(int(m) for m in after if m in ours)
+    return held
+
+
+def give_up_on(blockers: list[str]) -> None:
+    """Stop waiting for these messages, in this job and the next ones for a while: their
+    job has been running for longer than a hold (its worker probably died)."""
+    for blocker in blockers:
+        _given_up[blocker] = time.monotonic()
 
 
 def _in_flight(redis: Redis, key: str, member: str) -> bool:
