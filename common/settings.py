@@ -51,7 +51,6 @@ class TokenSettings(ServiceSettings):
     """Settings of the services that sign or verify access tokens."""
 
     jwt_secret: SecretStr = Field(SecretStr(DEV_PLACEHOLDER), validation_alias=shared("JWT_SECRET"))
-    jwt_algorithm: Literal["HS256"] = "HS256"
 
     def secrets(self) -> dict[str, SecretStr]:
         """The internal token and the token signing key."""

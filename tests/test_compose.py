@@ -353,3 +353,15 @@ def test_docker_compose_accepts_the_file() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_env_example_lists_every_variable_a_service_reads() -> None:
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
+    read = {
+        variable
+        for module in set(SETTINGS.values())
+        for cls in [importlib.import_module(module).Settings]
+        for name, field in cls.model_fields.items()
+        for variable in env_names(cls, name, field)
+    }
+    assert read - listed == set()
