@@ -1,9 +1,11 @@
 """The protections a public chat API needs on its first day, through real processes."""
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 
 import httpx
+import psycopg
 import pytest
 import redis
 
@@ -20,10 +22,12 @@ LIMITS = {
 }
 
 
-@pytest.fixture(scope="module")
-def replicas(running_stack: RunningStack, unit_redis_url: str) -> Iterator[list[str]]:
-    """Two more gateway replicas in front of the running services, with small rate limits
-    kept in a Redis of their own."""
+@contextlib.contextmanager
+def gateways(
+    running_stack: RunningStack, redis_url: str, settings: dict[str, str], count: int
+) -> Iterator[list[str]]:
+    """More gateway replicas in front of the running services, keeping their rate limits
+    in a Redis database of their own; yields their URLs."""
     config = running_stack.config
     env = {
         "ANONCHAT_INTERNAL_TOKEN": INTERNAL_TOKEN,
@@ -31,23 +35,26 @@ def replicas(running_stack: RunningStack, unit_redis_url: str) -> Iterator[list[
         "ANONCHAT_LOG_LEVEL": "WARNING",
         "GATEWAY_USER_SERVICE_URL": f"http://127.0.0.1:{config.user_service_port}",
         "GATEWAY_MESSAGE_SERVICE_URL": f"http://127.0.0.1:{config.message_service_port}",
-        "GATEWAY_REDIS_URL": unit_redis_url,
-        **LIMITS,
+        "GATEWAY_REDIS_URL": redis_url,
+        **settings,
     }
-    processes = [uvicorn("gateway", "gateway.app", free_port(), env) for _ in range(2)]
-    running = [spawn(process) for process in processes]
+    ports = [free_port() for _ in range(count)]
+    running = []
     try:
-        for process, popen in zip(processes, running, strict=True):
-            assert process.health_url is not None
-            wait_healthy(process.health_url, timeout=30, process=popen)
-        yield [
-            process.health_url.removesuffix("/healthz")
-            for process in processes
-            if process.health_url
-        ]
+        for port in ports:
+            running.append(spawn(uvicorn("gateway", "gateway.app", port, env)))
+            wait_healthy(f"http://127.0.0.1:{port}/healthz", timeout=30, process=running[-1])
+        yield [f"http://127.0.0.1:{port}" for port in ports]
     finally:
         for popen in running:
             stop(popen)
+
+
+@pytest.fixture(scope="module")
+def replicas(running_stack: RunningStack, unit_redis_url: str) -> Iterator[list[str]]:
+    """Two gateway replicas with small rate limits, shared through Redis."""
+    with gateways(running_stack, unit_redis_url, LIMITS, 2) as urls:
+        yield urls
 
 
 @pytest.fixture
@@ -130,19 +137,35 @@ def test_sends_are_limited_per_caller(
     assert other.status_code == 202
 
 
-def test_the_default_limits_let_a_busy_legitimate_client_through(gateway: httpx.Client) -> None:
-    """The session stack runs the default limits: a hundred registrations and a few
-    hundred sends a minute from one address pass."""
-    names = [unique_name("busy") for _ in range(100)]
-    assert {register(gateway, name).status_code for name in names} == {201}
-    alice, bob = User(0, names[0], login(gateway, names[0])), new_user(gateway)
-    sends = [
-        gateway.post(
-            "/send_message", json={"content": f"{n}", "receiver_id": bob.id}, headers=alice.headers
-        )
-        for n in range(300)
-    ]
-    assert {s.status_code for s in sends} == {202}
+def test_the_default_limits_let_a_busy_legitimate_client_through(
+    running_stack: RunningStack, unit_redis_url: str, fresh_limits
+) -> None:
+    """A hundred registrations and a few hundred sends a minute from one address pass
+    a gateway with the default limits."""
+    with (
+        gateways(running_stack, unit_redis_url, {}, 1) as (url,),
+        httpx.Client(base_url=url, timeout=10) as gateway,
+    ):
+        names = [unique_name("busy") for _ in range(100)]
+        assert {register(gateway, name).status_code for name in names} == {201}
+        alice, bob = User(0, names[0], login(gateway, names[0])), new_user(gateway)
+        sends = [
+            gateway.post(
+                "/send_message",
+                json={"content": f"{n}", "receiver_id": bob.id},
+                headers=alice.headers,
+            )
+            for n in range(300)
+        ]
+        assert {s.status_code for s in sends} == {202}
+        # The same gateway does stop a flood: the default send budget is 600 a minute.
+        flood = [
+            gateway.post(
+                "/send_message", json={"content": "x", "receiver_id": bob.id}, headers=alice.headers
+            ).status_code
+            for _ in range(400)
+        ]
+        assert 429 in flood
 
 
 def test_a_valid_token_of_an_unknown_user_is_401(gateway: httpx.Client) -> None:
@@ -259,3 +282,18 @@ def test_a_message_is_readable_by_its_two_parties_only(gateway: httpx.Client) ->
     assert everything == []
     with_alice = gateway.get(f"/get_messages?with_user={alice.id}", headers=mallory.headers).json()
     assert with_alice == []
+
+
+def test_a_token_of_a_deleted_user_is_401(
+    gateway: httpx.Client, running_stack: RunningStack, unit_redis_url: str, users_database_url: str
+) -> None:
+    """Refused as soon as the gateway's cache of known users lets go of it (here at once)."""
+    ttl = {"GATEWAY_KNOWN_USERS_TTL_SECONDS": "0"}
+    with gateways(running_stack, unit_redis_url, ttl, 1) as (url,):
+        doomed = new_user(gateway)
+        assert httpx.get(f"{url}/get_users", headers=doomed.headers).status_code == 200
+        with psycopg.connect(users_database_url.replace("+psycopg", "")) as connection:
+            connection.execute("DELETE FROM users WHERE id = %s", (doomed.id,))
+        refused = httpx.get(f"{url}/get_users", headers=doomed.headers)
+    assert refused.status_code == 401
+    assert refused.json() == {"detail": "invalid or expired token", "code": "unauthorized"}

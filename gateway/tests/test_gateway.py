@@ -163,3 +163,21 @@ async def test_a_silent_upstream_is_504_within_the_timeout(silent_upstream: str)
     finally:
         await upstreams.close()
     assert time.monotonic() - started < 2
+
+
+async def test_cors_opens_only_to_the_configured_origins(unit_redis_url: str) -> None:
+    settings = Settings(redis_url=unit_redis_url, cors_origins=["https://chat.example"])
+    app = create_app(settings)
+    preflight = {"Access-Control-Request-Method": "POST"}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client,
+    ):
+        allowed = await client.options(
+            "/send_message", headers={"Origin": "https://chat.example", **preflight}
+        )
+        other = await client.options(
+            "/send_message", headers={"Origin": "https://evil.example", **preflight}
+        )
+    assert allowed.headers["access-control-allow-origin"] == "https://chat.example"
+    assert "access-control-allow-origin" not in other.headers
