@@ -62,8 +62,16 @@ async def send_message(
         if (replay := await _replay(outbox.redis, record_key, fingerprint)) is not None:
             return replay, True
 
+    message_id = await outbox.ids.next_id()
+    if record_key is not None and fingerprint is not None:
+        pending = json.dumps({"fingerprint": fingerprint, "state": "pending"})
+        reserved = await outbox.redis.set(record_key, pending, nx=True, ex=IDEMPOTENCY_PENDING_TTL)
+        if not reserved and (replay := await _replay(outbox.redis, record_key, fingerprint)):
+            return replay, True
+    # Stamped with no await before the batcher takes it: acceptance times then follow
+    # the order in which this replica queues its messages (workers order by them).
     answer = MessageQueued(
-        id=await outbox.ids.next_id(),
+        id=message_id,
         sender_id=caller,
         receiver_id=data.receiver_id,
         created_at=datetime.now(UTC),
@@ -77,11 +85,6 @@ async def send_message(
     )
     send = Send(message)
     if record_key is not None:
-        pending = json.dumps({"fingerprint": fingerprint, "state": "pending"})
-        if not await outbox.redis.set(record_key, pending, nx=True, ex=IDEMPOTENCY_PENDING_TTL):
-            assert fingerprint is not None
-            if (replay := await _replay(outbox.redis, record_key, fingerprint)) is not None:
-                return replay, True
         done = {
             "fingerprint": fingerprint,
             "state": "done",

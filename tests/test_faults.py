@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,8 +257,28 @@ def settle(stack: FaultStack, sent: Sent, timeout: float = 60) -> dict[int, tupl
         ) from None
 
 
+Report = Callable[[str], None]
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Report:
+    """Write a line to the terminal, past pytest's output capture: the fault tests' figures
+    belong in every run's output."""
+    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def write(line: str) -> None:
+        if terminal is not None:
+            terminal.write_line(line)
+
+    return write
+
+
 def check_invariants(
-    name: str, sent: Sent, stored: dict[int, tuple[str, int, int]], pager: Pager | None = None
+    report: Report,
+    name: str,
+    sent: Sent,
+    stored: dict[int, tuple[str, int, int]],
+    pager: Pager | None = None,
 ) -> None:
     contents = [content for content, _, _ in stored.values()]
     lost = [i for i in sent.acknowledged if i not in stored]
@@ -268,8 +288,8 @@ def check_invariants(
     unexpected = [
         i for i in stored if i not in sent.acknowledged and stored[i][0] not in sent.refused
     ]
-    print(  # noqa: T201
-        f"\n{name}: acknowledged={len(sent.acknowledged)} persisted={len(stored)} "
+    report(
+        f"{name}: acknowledged={len(sent.acknowledged)} persisted={len(stored)} "
         f"duplicates={duplicates} lost={len(lost)} altered={len(altered)} "
         f"refused={len(sent.refused)} ({Counter(sent.refused.values())}) "
         f"refused_but_stored={len(refused_stored)}"
@@ -287,12 +307,12 @@ def check_invariants(
             if pager.reader.id in (sender, receiver)
         }
         seen = pager.catch_up()
-        print(f"{name}: the paging reader saw {len(seen)} of its {len(mine)} messages")  # noqa: T201
+        report(f"{name}: the paging reader saw {len(seen)} of its {len(mine)} messages")
         assert len(seen) == len(set(seen)), "a message was seen twice"
         assert set(seen) == mine
 
 
-def test_a_worker_killed_mid_burst_loses_nothing(fault_stack: FaultStack) -> None:
+def test_a_worker_killed_mid_burst_loses_nothing(fault_stack: FaultStack, report: Report) -> None:
     people = users(fault_stack)
     pager = Pager(fault_stack, people[3])
     pager.start()
@@ -304,10 +324,10 @@ def test_a_worker_killed_mid_burst_loses_nothing(fault_stack: FaultStack) -> Non
     loader.join(120)
     # The survivor carries on; the dead worker's job is requeued after its heartbeat.
     stored = settle(fault_stack, sent)
-    check_invariants("worker SIGKILL", sent, stored, pager)
+    check_invariants(report, "worker SIGKILL", sent, stored, pager)
 
 
-def test_sends_go_on_while_postgres_is_down(fault_stack: FaultStack) -> None:
+def test_sends_go_on_while_postgres_is_down(fault_stack: FaultStack, report: Report) -> None:
     people = users(fault_stack)
     pager = Pager(fault_stack, people[5])
     pager.start()
@@ -331,13 +351,15 @@ def test_sends_go_on_while_postgres_is_down(fault_stack: FaultStack) -> None:
     fault_stack.postgres.start()
     sent.acknowledged |= during.acknowledged
     stored = settle(fault_stack, sent)
-    print(f"postgres down {down_for:.1f} s: workers used {cpu:.2f} s of CPU")  # noqa: T201
+    report(f"postgres down {down_for:.1f} s: workers used {cpu:.2f} s of CPU")
     assert cpu < 0.5 * down_for, "workers spun while Postgres was down"
     assert all(p.poll() is None for n, p in fault_stack.running.items() if n.startswith("worker"))
-    check_invariants("postgres down", sent, stored, pager)
+    check_invariants(report, "postgres down", sent, stored, pager)
 
 
-def test_a_redis_crash_loses_no_acknowledged_message(fault_stack: FaultStack) -> None:
+def test_a_redis_crash_loses_no_acknowledged_message(
+    fault_stack: FaultStack, report: Report
+) -> None:
     """With appendfsync always, Redis fsyncs its append-only file before it answers: a
     message whose 202 was sent survives Redis being killed (SIGKILL) and restarted."""
     people = users(fault_stack)
@@ -354,7 +376,7 @@ def test_a_redis_crash_loses_no_acknowledged_message(fault_stack: FaultStack) ->
     assert len(after.acknowledged) == 200, "sends did not recover after Redis came back"
     sent.acknowledged |= after.acknowledged
     stored = settle(fault_stack, sent)
-    check_invariants("redis SIGKILL + restart", sent, stored)
+    check_invariants(report, "redis SIGKILL + restart", sent, stored)
 
 
 @pytest.mark.parametrize(
@@ -388,7 +410,7 @@ def test_a_stopped_service_is_a_quick_503_and_recovers_by_itself(
         assert client.get("/readyz").status_code == 200
 
 
-def test_sigterm_lets_a_worker_finish_its_job(fault_stack: FaultStack) -> None:
+def test_sigterm_lets_a_worker_finish_its_job(fault_stack: FaultStack, report: Report) -> None:
     people = users(fault_stack)
     sent = Sent()
     loader = threading.Thread(target=burst, args=(fault_stack, people, 2000, sent))
@@ -397,12 +419,14 @@ def test_sigterm_lets_a_worker_finish_its_job(fault_stack: FaultStack) -> None:
     assert fault_stack.kill("worker.1", signal.SIGTERM) == 0
     loader.join(120)
     stored = settle(fault_stack, sent)
-    check_invariants("worker SIGTERM", sent, stored)
+    check_invariants(report, "worker SIGTERM", sent, stored)
     with redis.Redis.from_url(fault_stack.redis.url) as client:
         assert FailedJobRegistry(QUEUE_NAME, connection=client).count == 0
 
 
-async def test_a_poison_message_fails_alone_and_can_be_requeued(fault_stack: FaultStack) -> None:
+async def test_a_poison_message_fails_alone_and_can_be_requeued(
+    fault_stack: FaultStack, report: Report
+) -> None:
     people = users(fault_stack)
     poison = QueuedMessage(
         id=10**15,
@@ -417,7 +441,7 @@ async def test_a_poison_message_fails_alone_and_can_be_requeued(fault_stack: Fau
         sent = Sent()
         await send_burst(fault_stack, people, 100, sent)
         stored = settle(fault_stack, sent)
-        check_invariants("poison message", sent, stored)
+        check_invariants(report, "poison message", sent, stored)
         failed = FailedJobRegistry(QUEUE_NAME, connection=client, serializer=JSONSerializer)
         eventually(lambda: job_id in failed.get_job_ids())
         reason = failed.get_job_ids()

@@ -24,6 +24,7 @@ from worker.ordering import acceptance_order, give_up_on, held_back
 
 log = logging.getLogger(__name__)
 HOLD_POLL_SECONDS = 0.005
+QUEUED_HOLD_SECONDS = 0.1
 
 
 class PoisonMessages(Exception):
@@ -63,16 +64,23 @@ def persist_messages(messages: list[QueuedMessage]) -> int:
     if job is None:
         raise RuntimeError("persist_messages runs inside an RQ job")
     redis: Redis = job.connection
-    deadline = time.monotonic() + get_settings().order_hold_seconds
+    started = time.monotonic()
+    hold = get_settings().order_hold_seconds
     remaining = acceptance_order(messages)
     stored = 0
     refused: list[int] = []
     while remaining:
         blockers = held_back(redis, remaining)
-        if blockers and time.monotonic() > deadline:
-            give_up_on(list(blockers))
-            blockers = {}
-        held = set().union(*blockers.values())
+        waited = time.monotonic() - started
+        # Behind a running job, wait up to the hold; behind one still queued (it is about
+        # to start, or it sits behind this one on a lone worker) only briefly.
+        expired = [
+            blocker
+            for blocker, (running, _) in blockers.items()
+            if waited > (hold if running else min(hold, QUEUED_HOLD_SECONDS))
+        ]
+        give_up_on(expired)
+        held = set().union(*(ids for b, (_, ids) in blockers.items() if b not in expired))
         ready = [m for m in remaining if m["id"] not in held]
         if not ready:
             time.sleep(HOLD_POLL_SECONDS)

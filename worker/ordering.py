@@ -37,9 +37,10 @@ def acceptance_order(messages: list[QueuedMessage]) -> list[QueuedMessage]:
     return sorted(messages, key=lambda m: (accepted_score(m), m["id"]))
 
 
-def held_back(redis: Redis, remaining: list[QueuedMessage]) -> dict[str, set[int]]:
+def held_back(redis: Redis, remaining: list[QueuedMessage]) -> dict[str, tuple[bool, set[int]]]:
     """For each earlier message, queued or running in another job, that messages of
-    ``remaining`` must wait for: its id, and the ids of ours that wait."""
+    ``remaining`` must wait for: its id, whether its job is running, and the ids of ours
+    that wait."""
     by_conversation: dict[str, list[QueuedMessage]] = defaultdict(list)
     for message in remaining:
         key = conversation_key(message["sender_id"], message["receiver_id"])
@@ -53,14 +54,16 @@ def held_back(redis: Redis, remaining: list[QueuedMessage]) -> dict[str, set[int
     for member, since in list(_given_up.items()):
         if now - since > GIVE_UP_FOR:
             del _given_up[member]
-    held: dict[str, set[int]] = {}
+    held: dict[str, tuple[bool, set[int]]] = {}
     for key, raw_members in zip(by_conversation, queued_before, strict=True):
         members = [raw.decode() for raw in raw_members]
         blocker = next((m for m in members if m not in ours and m not in _given_up), None)
-        if blocker is None or not _in_flight(redis, key, blocker):
+        status = _job_status(redis, key, blocker) if blocker is not None else None
+        if blocker is None or status not in IN_FLIGHT:
             continue
         after = members[members.index(blocker) :]
-        held.setdefault(blocker, set()).update(int(m) for m in after if m in ours)
+        running = status == JobStatus.STARTED.value.encode()
+        held.setdefault(blocker, (running, set()))[1].update(int(m) for m in after if m in ours)
     return held
 
 
@@ -71,12 +74,12 @@ def give_up_on(blockers: list[str]) -> None:
         _given_up[blocker] = time.monotonic()
 
 
-def _in_flight(redis: Redis, key: str, member: str) -> bool:
-    """Whether the job carrying ``member`` is queued or running; a member whose message
-    is no longer queued anywhere (its removal was lost) is dropped from the set."""
+def _job_status(redis: Redis, key: str, member: str) -> bytes | None:
+    """The RQ status of the job carrying ``member``; a member whose message is no longer
+    queued anywhere (its removal was lost) is dropped from the set."""
     entry = redis.hget(PENDING_KEY, member)
     if entry is None:
         redis.zrem(key, member)
-        return False
+        return None
     status = redis.hget(Job.key_for(parse_pending_entry(entry)["job_id"]), "status")
-    return status in IN_FLIGHT
+    return status if isinstance(status, bytes) else None

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import redis
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
@@ -143,8 +143,10 @@ def database_now(messages_database_url: str) -> datetime:
 
 
 def take_out_of_queue(queue: Queue, job_id: str) -> None:
-    """As if another worker had taken the job and not stored it yet."""
+    """As if another worker had taken the job and were running it."""
     assert queue.connection.lrem(queue.key, 0, job_id) == 1
+    job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
+    job.set_status(JobStatus.STARTED)
 
 
 async def test_a_later_message_waits_for_an_earlier_one_of_its_conversation(
@@ -185,6 +187,21 @@ async def test_the_wait_for_an_earlier_message_is_bounded(
     queue.connection.rpush(queue.key, first_job)
     drain()
     assert stored(first["id"]) == 1
+
+
+async def test_a_lone_worker_does_not_stall_behind_a_job_queued_after_its_own(
+    queue, drain, stored, worker_settings, messages_database_url
+) -> None:
+    """An earlier message whose job is queued behind this one (its replica was slower to
+    queue it) cannot be stored first by a lone worker: the hold behind it is short."""
+    first, second = message("accepted first", receiver=11), message("queued first", receiver=11)
+    enqueue(queue, [second])
+    enqueue(queue, [first])
+    started = database_now(messages_database_url)
+    drain()
+    assert (stored(first["id"]), stored(second["id"])) == (1, 1)
+    waited = stored_after(messages_database_url, second["id"], started)
+    assert waited < worker_settings.order_hold_seconds
 
 
 async def test_messages_of_other_conversations_are_not_held(
