@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from redis import Redis
 from rq import get_current_job
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from message_service.persistence import (
@@ -24,6 +24,7 @@ from worker.ordering import acceptance_order, give_up_on, held_back
 
 log = logging.getLogger(__name__)
 HOLD_POLL_SECONDS = 0.005
+MAX_HOLD_POLL_SECONDS = 0.05
 QUEUED_HOLD_SECONDS = 0.1
 
 
@@ -64,11 +65,18 @@ def persist_messages(messages: list[QueuedMessage]) -> int:
     if job is None:
         raise RuntimeError("persist_messages runs inside an RQ job")
     redis: Redis = job.connection
+    # The database first: while it is down, fail at once (RQ retries later) rather than
+    # spend the ordering hold polling Redis for nothing.
+    with engine().connect() as connection:
+        return _persist_in_order(redis, connection, acceptance_order(messages))
+
+
+def _persist_in_order(redis: Redis, connection: Connection, remaining: list[QueuedMessage]) -> int:
     started = time.monotonic()
     hold = get_settings().order_hold_seconds
-    remaining = acceptance_order(messages)
     stored = 0
     refused: list[int] = []
+    poll = HOLD_POLL_SECONDS
     while remaining:
         blockers = held_back(redis, remaining)
         waited = time.monotonic() - started
@@ -83,9 +91,10 @@ def persist_messages(messages: list[QueuedMessage]) -> int:
         held = set().union(*(ids for b, (_, ids) in blockers.items() if b not in expired))
         ready = [m for m in remaining if m["id"] not in held]
         if not ready:
-            time.sleep(HOLD_POLL_SECONDS)
+            time.sleep(poll)
+            poll = min(poll * 2, MAX_HOLD_POLL_SECONDS)
             continue
-        inserted, bad = _store(ready)
+        inserted, bad = _store(connection, ready)
         _after_commit(redis, ready, inserted, bad)
         stored += len(inserted)
         refused += bad
@@ -95,11 +104,11 @@ def persist_messages(messages: list[QueuedMessage]) -> int:
     return stored
 
 
-def _store(messages: list[QueuedMessage]) -> tuple[set[int], list[int]]:
+def _store(connection: Connection, messages: list[QueuedMessage]) -> tuple[set[int], list[int]]:
     """Insert ``messages`` in one transaction; if the database refuses it for anything but
     a transient fault, one by one, returning the ids it refused."""
     try:
-        with engine().begin() as connection:
+        with connection.begin():
             return insert_messages(connection, messages), []
     except OperationalError:
         raise
@@ -110,7 +119,7 @@ def _store(messages: list[QueuedMessage]) -> tuple[set[int], list[int]]:
     inserted: set[int] = set()
     refused: list[int] = []
     for message in messages:
-        one_inserted, one_refused = _store([message])
+        one_inserted, one_refused = _store(connection, [message])
         inserted |= one_inserted
         refused += one_refused
     return inserted, refused
