@@ -244,15 +244,11 @@ class RunningStack:
     config: StackConfig
 
 
-@pytest.fixture(scope="session")
-def running_stack(
-    users_database_url: str, messages_database_url: str, redis_url: str
-) -> Iterator[RunningStack]:
-    """The real processes (uvicorn, RQ workers), on free ports, as the run command starts
-    them."""
-    config = StackConfig(
-        users_database_url=users_database_url,
-        messages_database_url=messages_database_url,
+def stack_config_for_tests(users_url: str, messages_url: str, redis_url: str) -> StackConfig:
+    """A stack for tests: two workers, free ports, quick recovery, no rate limits."""
+    return StackConfig(
+        users_database_url=users_url,
+        messages_database_url=messages_url,
         redis_url=redis_url,
         gateway_port=free_port(),
         user_service_port=free_port(),
@@ -267,6 +263,15 @@ def running_stack(
             **NO_RATE_LIMITS,
         },
     )
+
+
+@pytest.fixture(scope="session")
+def running_stack(
+    users_database_url: str, messages_database_url: str, redis_url: str
+) -> Iterator[RunningStack]:
+    """The real processes (uvicorn, RQ workers), on free ports, as the run command starts
+    them."""
+    config = stack_config_for_tests(users_database_url, messages_database_url, redis_url)
     running: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for process in stack_processes(config):

@@ -41,20 +41,13 @@ from stack.processes import (
     ROOT,
     Process,
     StackConfig,
-    free_port,
     spawn,
     stack_processes,
     stop,
     wait_healthy,
 )
 from tests.api import User, eventually, new_user
-from tests.fixtures import (
-    FAST_HASHING_ENV,
-    INTERNAL_TOKEN,
-    JWT_SECRET,
-    NO_RATE_LIMITS,
-    QUICK_RECOVERY_ENV,
-)
+from tests.fixtures import stack_config_for_tests
 
 USERS = 8
 RETRY_INTERVALS = MessageSettings().retry_intervals
@@ -122,22 +115,8 @@ def fault_stack() -> Iterator[FaultStack]:
             urls[service] = infra.with_database(postgres.url, f"anonchat_{name}")
             databases.create_database(urls[service])
             databases.upgrade(ROOT / service, urls[service])
-        config = StackConfig(
-            users_database_url=urls["user_service"],
-            messages_database_url=urls["message_service"],
-            redis_url=redis_server.url,
-            gateway_port=free_port(),
-            user_service_port=free_port(),
-            message_service_port=free_port(),
-            workers=2,
-            environment={
-                "ANONCHAT_INTERNAL_TOKEN": INTERNAL_TOKEN,
-                "ANONCHAT_JWT_SECRET": JWT_SECRET,
-                "ANONCHAT_LOG_LEVEL": "WARNING",
-                **FAST_HASHING_ENV,
-                **QUICK_RECOVERY_ENV,
-                **NO_RATE_LIMITS,
-            },
+        config = stack_config_for_tests(
+            urls["user_service"], urls["message_service"], redis_server.url
         )
         processes = {process.name: process for process in stack_processes(config)}
         stack = FaultStack(postgres, redis_server, config, processes, {})
