@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from fastapi import Request
@@ -11,10 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 T = TypeVar("T")
 
 
-def from_state(attribute: str, kind: type[T]) -> Callable[[Request], T]:
+def from_state(attribute: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
     """A dependency returning ``app.state.<attribute>``, built in the app's lifespan."""
 
-    def dependency(request: Request) -> T:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, which cost a
+    # thread hand-off per dependency per request.
+    async def dependency(request: Request) -> T:
         value = getattr(request.app.state, attribute)
         if not isinstance(value, kind):
             raise TypeError(f"app.state.{attribute} is not a {kind.__name__}")

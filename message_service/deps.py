@@ -13,7 +13,7 @@ from common.internal import caller_id
 from message_service.service import Outbox
 
 
-def _caller(x_user_id: Annotated[str | None, Header(include_in_schema=False)] = None) -> int:
+async def _caller(x_user_id: Annotated[str | None, Header(include_in_schema=False)] = None) -> int:
     return caller_id(x_user_id)
 
 
