@@ -16,7 +16,7 @@ from common.db import database_ready
 from common.users import KnownUsers
 from message_service.config import Settings, get_settings
 from message_service.ids import IdAllocator
-from message_service.queue import Batcher, JobOptions, make_queue
+from message_service.queue import Batcher, JobOptions, MessageQueue
 from message_service.routes import messages
 from message_service.service import Outbox
 
@@ -36,13 +36,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cookie_jar=aiohttp.DummyCookieJar(),
     )
     batcher = Batcher(
-        queue=make_queue(sync_redis),
-        options=JobOptions(
-            timeout=settings.job_timeout_seconds,
-            retry_intervals=settings.retry_intervals,
-            failure_ttl=settings.failed_job_ttl_seconds,
-        ),
-        max_batch=settings.max_batch,
+        MessageQueue(
+            sync_redis,
+            JobOptions(
+                timeout=settings.job_timeout_seconds,
+                retry_intervals=settings.retry_intervals,
+                failure_ttl=settings.failed_job_ttl_seconds,
+            ),
+            max_batch=settings.max_batch,
+        )
     )
     app.state.outbox = Outbox(
         ids=IdAllocator(engine=engine, block_size=settings.id_block_size),

@@ -22,8 +22,8 @@ class Settings(ServiceSettings):
     # Ids come from Postgres a block at a time; a replica keeps accepting sends while
     # Postgres is down until its ids run out (at least half a block).
     id_block_size: int = Field(10000, ge=2)
-    # Group commit: at most this many messages per Redis transaction and per job.
-    max_batch: int = Field(500, ge=1)
+    # Group commit: at most this many messages per Redis write and per job.
+    max_batch: int = Field(1000, ge=1)
     known_users_cache_size: int = Field(100_000, ge=1)
     known_users_ttl_seconds: float = Field(3600, ge=0)
     idempotency_ttl_seconds: int = Field(86400, ge=60)

@@ -10,8 +10,8 @@ from typing import TypedDict
 from sqlalchemy import Connection, text
 
 QUEUE_NAME = "messages"
-PERSIST_JOB = "worker.jobs.persist_messages"
-# Hash: message id -> the message and its job id (JSON), while the message is queued.
+PERSIST_JOB = "worker.jobs.persist_batch"
+# Hash: message id -> "<job id> <message JSON>", while the message is queued.
 PENDING_KEY = "anonchat:pending"
 # Held while a batch is inserted, so that ``seq`` values become visible in their order.
 SEQ_LOCK = 0x616E6F6E  # "anon"
@@ -49,14 +49,22 @@ class PendingEntry(QueuedMessage):
     job_id: str
 
 
-def pending_entry(message: QueuedMessage, job_id: str) -> str:
-    """The pending-hash value of a queued message."""
-    return json.dumps({**message, "job_id": job_id})
+def batch_key(job_id: str) -> str:
+    """List of the messages (JSON) that job ``job_id`` stores."""
+    return f"anonchat:batch:{job_id}"
+
+
+def pending_entry(message_json: str, job_id: str) -> str:
+    """The pending-hash value of a queued message (the queue's Lua script builds the same)."""
+    return f"{job_id} {message_json}"
 
 
 def parse_pending_entry(value: str | bytes) -> PendingEntry:
     """The message and job id of a pending-hash value."""
-    entry: PendingEntry = json.loads(value)
+    text = value.decode() if isinstance(value, bytes) else value
+    job_id, _, message = text.partition(" ")
+    entry: PendingEntry = json.loads(message)
+    entry["job_id"] = job_id
     return entry
 
 

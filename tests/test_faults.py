@@ -35,7 +35,7 @@ from rq.serializers import JSONSerializer
 from common import databases
 from message_service.config import Settings as MessageSettings
 from message_service.persistence import QUEUE_NAME, QueuedMessage
-from message_service.queue import JobOptions, Send, enqueue_batch
+from message_service.queue import JobOptions, MessageQueue, Send
 from stack import infra, servers
 from stack.processes import (
     ROOT,
@@ -435,8 +435,7 @@ async def test_a_poison_message_fails_alone_and_can_be_requeued(
         created_at="2026-01-01T00:00:00+00:00",
     )
     with redis.Redis.from_url(fault_stack.redis.url) as client:
-        queue = Queue(QUEUE_NAME, connection=client, serializer=JSONSerializer)
-        job_id = enqueue_batch(queue, [Send(poison)], JobOptions(5, [0], 3600))
+        job_id = MessageQueue(client, JobOptions(5, [0], 3600), max_batch=100).put([Send(poison)])
         sent = Sent()
         await send_burst(fault_stack, people, 100, sent)
         stored = settle(fault_stack, sent)

@@ -52,9 +52,9 @@ def engine() -> Engine:
     )
 
 
-def persist_messages(messages: list[QueuedMessage]) -> int:
-    """Store a batch of messages exactly once, each conversation in acceptance order, then
-    announce each one to its receiver.
+def persist_batch(batch: str) -> int:
+    """Store the messages of the ``batch`` list exactly once, each conversation in
+    acceptance order, then announce each one to its receiver and drop the list.
 
     A job that runs again (a retry, or a requeue after its worker died) inserts nothing it
     already inserted. Transient database errors propagate so that RQ retries the job with
@@ -63,12 +63,16 @@ def persist_messages(messages: list[QueuedMessage]) -> int:
     """
     job = get_current_job()
     if job is None:
-        raise RuntimeError("persist_messages runs inside an RQ job")
+        raise RuntimeError("persist_batch runs inside an RQ job")
     redis: Redis = job.connection
     # The database first: while it is down, fail at once (RQ retries later) rather than
     # spend the ordering hold polling Redis for nothing.
     with engine().connect() as connection:
-        return _persist_in_order(redis, connection, acceptance_order(messages))
+        # The job has left the queue, so nothing is appended to its batch any more.
+        messages = [json.loads(raw) for raw in redis.lrange(batch, 0, -1)]
+        stored = _persist_in_order(redis, connection, acceptance_order(messages))
+    redis.delete(batch)
+    return stored
 
 
 def _persist_in_order(redis: Redis, connection: Connection, remaining: list[QueuedMessage]) -> int:

@@ -14,8 +14,14 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from message_service.persistence import PENDING_KEY, QUEUE_NAME, QueuedMessage, user_channel
-from message_service.queue import JobOptions, Send, enqueue_batch
+from message_service.persistence import (
+    PENDING_KEY,
+    QUEUE_NAME,
+    QueuedMessage,
+    batch_key,
+    user_channel,
+)
+from message_service.queue import JobOptions, MessageQueue, Send
 from worker.main import MessageWorker
 
 NO_RETRY = JobOptions(timeout=10, retry_intervals=[], failure_ttl=3600)
@@ -32,7 +38,9 @@ def message(content: str = "hello", receiver: int = 2) -> QueuedMessage:
 
 
 def enqueue(queue: Queue, messages: list[QueuedMessage]) -> str:
-    return enqueue_batch(queue, [Send(m) for m in messages], NO_RETRY)
+    """Queue ``messages`` as a job of their own (it is full: nothing joins it)."""
+    full = MessageQueue(queue.connection, NO_RETRY, max_batch=len(messages))
+    return full.put([Send(m) for m in messages])
 
 
 @pytest.fixture
@@ -67,6 +75,30 @@ async def test_the_same_batch_persisted_twice_leaves_one_row_each(queue, drain, 
     assert [stored(m["id"]) for m in batch] == [1, 1]
     assert queue.connection.hget(PENDING_KEY, str(batch[0]["id"])) is None
     assert FailedJobRegistry(queue=queue).count == 0
+
+
+async def test_batches_join_the_job_waiting_at_the_tail_while_it_has_room(
+    queue, drain, stored
+) -> None:
+    messages = MessageQueue(queue.connection, NO_RETRY, max_batch=3)
+    first, second, third, fourth, fifth = (message(f"m{n}") for n in range(5))
+    waiting = messages.put([Send(first)])
+    replayable = Send(second, idempotency=("anonchat:test:idem", "answer", 60))
+    assert messages.put([replayable, Send(third)]) == waiting
+    assert queue.connection.get("anonchat:test:idem") == b"answer"
+    # Full: the next batch starts a job of its own.
+    after_full = messages.put([Send(fourth)])
+    assert after_full != waiting
+    # A job a worker has taken gets nothing more.
+    take_out_of_queue(queue, after_full)
+    assert messages.put([Send(fifth)]) not in (waiting, after_full)
+    assert queue.count == 2
+    Job.fetch(after_full, connection=queue.connection, serializer=JSONSerializer).perform()
+    drain()
+    assert [stored(m["id"]) for m in (first, second, third, fourth, fifth)] == [1] * 5
+    assert not queue.connection.exists(batch_key(waiting), batch_key(after_full))
+    ids = [str(m["id"]) for m in (first, second, third, fourth, fifth)]
+    assert queue.connection.hmget(PENDING_KEY, ids) == [None] * 5
 
 
 async def test_each_stored_message_is_announced_to_its_receiver(queue, drain) -> None:
@@ -112,7 +144,7 @@ async def test_a_poison_message_fails_its_job_alone_and_can_be_requeued(
 def test_a_dead_workers_job_counts_as_abandoned_soon_after_its_timeout(queue) -> None:
     worker = MessageWorker([queue], connection=queue.connection, serializer=JSONSerializer)
     worker.heartbeat_grace = 3
-    job = Job.create("worker.jobs.persist_messages", connection=queue.connection, timeout=20)
+    job = Job.create("worker.jobs.persist_batch", connection=queue.connection, timeout=20)
     assert worker.get_heartbeat_ttl(job) == 23
 
 
