@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from common.deps import from_state
 from common.errors import Unauthorized
-from common.tokens import InvalidToken, verify_token
+from common.tokens import InvalidToken, VerifiedTokens
 from common.users import KnownUsers
 from gateway.config import Settings
 from gateway.ratelimit import RateLimiter
@@ -26,11 +26,9 @@ async def _current_user(
     """The id of the existing user whose valid access token came with the request."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token", headers=_CHALLENGE)
-    settings: Settings = request.app.state.settings
+    tokens: VerifiedTokens = request.app.state.tokens
     try:
-        user_id = verify_token(
-            secret=settings.jwt_secret.get_secret_value(), token=credentials.credentials
-        )
+        user_id = tokens.user_id(credentials.credentials)
     except InvalidToken as exc:
         raise Unauthorized("invalid or expired token", headers=_CHALLENGE) from exc
     users: KnownUsers = request.app.state.users
