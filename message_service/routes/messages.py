@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from pydantic import TypeAdapter
 
 from common.errors import error_responses
 from common.paging import next_link
@@ -20,6 +21,7 @@ from message_service import service
 from message_service.deps import CallerDep, OutboxDep, RedisDep, SessionDep
 
 router = APIRouter(tags=["messages"])
+_PAGE = TypeAdapter(list[MessageRead])
 
 
 @router.post(
@@ -47,13 +49,12 @@ async def send_message(
 @router.get("/messages", response_model=list[MessageRead], responses=error_responses(401, 422))
 async def list_messages(
     request: Request,
-    response: Response,
     caller: CallerDep,
     session: SessionDep,
     with_user: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
     limit: PageLimit = 100,
     cursor: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
-) -> list[MessageRead]:
+) -> Response:
     """The caller's messages, oldest first; ``Link`` names the next page while more remain."""
     rows = await service.list_messages(
         session=session, caller=caller, with_user=with_user, after_seq=cursor, limit=limit + 1
@@ -61,10 +62,12 @@ async def list_messages(
     page = rows[:limit]
     after = page[-1].seq if page else cursor
     # Where to continue from: to read the next page now, or new messages later.
-    response.headers["X-Next-Cursor"] = str(after)
+    headers = {"X-Next-Cursor": str(after)}
     if len(rows) > limit:
-        response.headers["Link"] = next_link(request.url, limit=limit, cursor=after)
-    return [MessageRead.model_validate(row, from_attributes=True) for row in page]
+        headers["Link"] = next_link(request.url, limit=limit, cursor=after)
+    # Serialized here, once (response_model still documents it).
+    body = _PAGE.dump_json(_PAGE.validate_python(page, from_attributes=True))
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get(
