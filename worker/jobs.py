@@ -24,7 +24,7 @@ from worker.ordering import acceptance_order, give_up_on, held_back
 
 log = logging.getLogger(__name__)
 HOLD_POLL_SECONDS = 0.005
-MAX_HOLD_POLL_SECONDS = 0.05
+MAX_HOLD_POLL_SECONDS = 0.01
 QUEUED_HOLD_SECONDS = 0.1
 
 
