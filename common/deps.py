@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from fastapi import Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 T = TypeVar("T")
 
@@ -31,3 +31,11 @@ async def transaction(request: Request) -> AsyncIterator[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session, session.begin():
         yield session
+
+
+async def autocommit(request: Request) -> AsyncIterator[AsyncConnection]:
+    """A connection outside any transaction, for a read that is one statement: no BEGIN
+    and COMMIT round trips around it."""
+    engine: AsyncEngine = request.app.state.engine
+    async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+        yield connection

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from common.deps import from_state, transaction
+from common.deps import autocommit, from_state, transaction
 from common.internal import caller_id
 from message_service.service import Outbox
 
@@ -18,6 +18,7 @@ async def _caller(x_user_id: Annotated[str | None, Header(include_in_schema=Fals
 
 
 SessionDep = Annotated[AsyncSession, Depends(transaction, scope="function")]
+ReaderDep = Annotated[AsyncConnection, Depends(autocommit, scope="function")]
 CallerDep = Annotated[int, Depends(_caller)]
 OutboxDep = Annotated[Outbox, Depends(from_state("outbox", Outbox))]
 RedisDep = Annotated[Redis, Depends(from_state("redis", Redis))]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 from rq.job import Job, JobStatus
 from sqlalchemy import BigInteger, Integer, Row, bindparam, func, select, union_all
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from common.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from common.schemas import MessageQueued, SendMessage
@@ -170,10 +170,9 @@ _ALL_MINE = (
 
 
 async def list_messages(
-    *, session: AsyncSession, caller: int, with_user: int | None, after_seq: int, limit: int
+    *, connection: AsyncConnection, caller: int, with_user: int | None, after_seq: int, limit: int
 ) -> Sequence[Listed]:
     """The caller's stored messages (or one conversation), in storage order after ``after_seq``."""
-    connection = await session.connection()
     if with_user is not None:
         low, high = sorted((caller, with_user))
         parameters = {"low": low, "high": high, "after": after_seq, "limit": limit}

@@ -18,7 +18,7 @@ from common.schemas import (
     SendMessage,
 )
 from message_service import service
-from message_service.deps import CallerDep, OutboxDep, RedisDep, SessionDep
+from message_service.deps import CallerDep, OutboxDep, ReaderDep, RedisDep, SessionDep
 
 router = APIRouter(tags=["messages"])
 _PAGE = TypeAdapter(list[MessageRead])
@@ -50,14 +50,14 @@ async def send_message(
 async def list_messages(
     request: Request,
     caller: CallerDep,
-    session: SessionDep,
+    reader: ReaderDep,
     with_user: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
     limit: PageLimit = 100,
     cursor: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> Response:
     """The caller's messages, oldest first; ``Link`` names the next page while more remain."""
     rows = await service.list_messages(
-        session=session, caller=caller, with_user=with_user, after_seq=cursor, limit=limit + 1
+        connection=reader, caller=caller, with_user=with_user, after_seq=cursor, limit=limit + 1
     )
     page = rows[:limit]
     after = page[-1].seq if page else cursor
