@@ -1,0 +1,500 @@
+"""Each measurement of the benchmark, in the order it runs them."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from redis import Redis
+from rq import Worker
+from sqlalchemy import create_engine
+
+from bench import raw, wrk
+from bench.baseline import Base as BaselineBase
+from common import databases
+from message_service.persistence import PENDING_KEY, QUEUE_NAME, user_channel
+from stack import infra
+from stack.processes import (
+    ROOT,
+    Process,
+    StackConfig,
+    free_port,
+    spawn,
+    stack_processes,
+    stop,
+    uvicorn,
+    wait_healthy,
+)
+
+Progress = Callable[[str], None]
+# Labels each load, so that every message of a benchmark has a content of its own.
+_runs = itertools.count()
+HTTP_SECONDS = 8
+RAW_SECONDS = 3
+SUSTAINED_SECONDS = 20
+USERS = 200
+PASSWORD = "benchmark password"
+# Production settings but for these: registering the users is not measured, so hashing
+# is cheap; the per-user send limit is lifted (the limiter still runs on every send).
+STACK_ENVIRONMENT = {
+    "USER_SERVICE_ARGON2_TIME_COST": "1",
+    "USER_SERVICE_ARGON2_MEMORY_COST_KIB": "1024",
+    "USER_SERVICE_ARGON2_PARALLELISM": "1",
+    "GATEWAY_SEND_RATE_PER_USER": "1000000/1",
+    "GATEWAY_REGISTER_RATE_PER_ADDRESS": "1000000/1",
+    "GATEWAY_LOGIN_RATE_PER_ADDRESS": "1000000/1",
+    "ANONCHAT_LOG_LEVEL": "WARNING",
+}
+
+
+def everything(postgres_url: str, redis_url: str, *, progress: Progress) -> dict[str, Any]:
+    """Every figure of the benchmark, as a JSON-ready dict."""
+    conninfo = _conninfo(postgres_url)
+    with tempfile.TemporaryDirectory(prefix="anonchat-bench-") as scratch:
+        fake_users = Path(scratch) / "fake-users"
+        fake_users.write_text("".join(f"{n} token{n}\n" for n in range(1, USERS + 1)))
+        results: dict[str, Any] = {"servers": _server_versions(conninfo, redis_url)}
+        progress("ceilings: Postgres inserts, RQ enqueue")
+        one_row, batched = raw.postgres_inserts(conninfo, seconds=RAW_SECONDS)
+        results["ceilings"] = {
+            "postgres_one_row_per_commit": one_row,
+            "postgres_batched": batched,
+            "rq_enqueue": raw.rq_enqueue(redis_url, seconds=RAW_SECONDS),
+        }
+        progress("ceilings: one hop, two hops")
+        results["ceilings"] |= _http_ceilings(fake_users)
+        progress("baseline: Flask under gunicorn, one insert per send")
+        results["baseline"] = _baseline(postgres_url, fake_users)
+        results["anonchat"] = _anonchat(postgres_url, redis_url, Path(scratch), progress)
+    return results
+
+
+def _http_ceilings(users_file: Path) -> dict[str, Any]:
+    echo_port, forwarder_port = free_port(), free_port()
+    echo = uvicorn("echo", "bench.echo", echo_port, {})
+    forwarder = uvicorn(
+        "forwarder", "bench.forwarder", forwarder_port, {"BENCH_UPSTREAM": _url(echo_port)}
+    )
+    with _running([echo]):
+        one_hop = _send_load(_url(echo_port), users_file)
+        with _running([forwarder]):
+            two_hops = _send_load(_url(forwarder_port), users_file)
+    return {"one_hop": _load(one_hop), "two_hops": _load(two_hops)}
+
+
+def _baseline(postgres_url: str, users_file: Path) -> dict[str, Any]:
+    url = infra.with_database(postgres_url, "bench_baseline")
+    databases.create_database(url)
+    engine = create_engine(url)
+    BaselineBase.metadata.create_all(engine)
+    engine.dispose()
+    port = free_port()
+    gunicorn = Process(
+        "baseline",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers=2",
+            f"--bind=127.0.0.1:{port}",
+            "--log-level=warning",
+            "bench.baseline:app",
+        ],
+        {"BENCH_BASELINE_DATABASE_URL": url},
+        f"{_url(port)}/healthz",
+    )
+    try:
+        with _running([gunicorn]):
+            load = _send_load(_url(port), users_file)
+        with psycopg.connect(_conninfo(url)) as connection:
+            stored = _scalar(connection, "SELECT count(*) FROM baseline_messages")
+    finally:
+        databases.drop_database(url)
+    return _load(load) | {"stored": stored}
+
+
+def _anonchat(
+    postgres_url: str, redis_url: str, scratch: Path, progress: Progress
+) -> dict[str, Any]:
+    urls = {}
+    for service, name in (("user_service", "bench_users"), ("message_service", "bench_messages")):
+        urls[service] = infra.with_database(postgres_url, name)
+        databases.create_database(urls[service])
+        databases.upgrade(ROOT / service, urls[service])
+    config = StackConfig(
+        users_database_url=urls["user_service"],
+        messages_database_url=urls["message_service"],
+        redis_url=redis_url,
+        gateway_port=free_port(),
+        user_service_port=free_port(),
+        message_service_port=free_port(),
+        workers=2,
+        environment=STACK_ENVIRONMENT,
+    )
+    processes = stack_processes(config)
+    services = [p for p in processes if not p.name.startswith("worker")]
+    workers = [p for p in processes if p.name.startswith("worker")]
+    gateway = _url(config.gateway_port)
+    peak_rss: dict[str, int] = {}
+    try:
+        with (
+            _running(services, peak_rss=peak_rss),
+            psycopg.connect(_conninfo(urls["message_service"]), autocommit=True) as db,
+            Redis.from_url(redis_url) as redis,
+        ):
+            progress(f"anonchat: registering {USERS} users")
+            users = _register(gateway, USERS)
+            users_file = scratch / "users"
+            users_file.write_text("".join(f"{uid} {token}\n" for uid, token in users))
+            stack = _Stack(gateway, users_file, db, redis)
+            results: dict[str, Any] = {}
+            with _running(workers, peak_rss=peak_rss):
+                progress("anonchat: accepted and persisted at the maximum rate")
+                results |= stack.sustained()
+                progress("anonchat: send-to-visible at half the maximum rate")
+                results["send_to_visible"] = stack.send_to_visible(
+                    users, rate=results["accepted"]["rate"] / 2
+                )
+            progress("anonchat: worker capacity (queue filled, then drained by 2 workers)")
+            stack.fill()
+            with _running(workers, peak_rss=peak_rss):
+                results["worker_capacity"] = stack.drain(len(workers))
+            results["exactly_once"] = stack.exactly_once()
+            progress("anonchat: get_messages with 1,000,000 messages stored")
+            results["get_messages"] = stack.get_messages(users)
+    finally:
+        for url in urls.values():
+            databases.drop_database(url)
+    results["peak_rss_mb"] = {name: kib / 1024 for name, kib in peak_rss.items()}
+    return results
+
+
+class _Stack:
+    """Measurements against a running anonchat stack."""
+
+    def __init__(self, gateway: str, users_file: Path, db: psycopg.Connection[Any], redis: Redis):
+        self.gateway = gateway
+        self.users_file = users_file
+        self.db = db
+        self.redis = redis
+        self.accepted_total = 0
+
+    def stored(self) -> int:
+        return _scalar(self.db, "SELECT count(*) FROM messages")
+
+    def depth(self) -> dict[str, int]:
+        """Messages accepted but not stored yet, and the jobs carrying them."""
+        return {
+            "messages": int(self.redis.hlen(PENDING_KEY)),
+            "jobs": int(self.redis.llen(f"rq:queue:{QUEUE_NAME}")),
+        }
+
+    def send(self, seconds: float, **options: Any) -> wrk.Load:
+        load = _send_load(self.gateway, self.users_file, seconds=seconds, **options)
+        self.accepted_total += load.requests - load.non_2xx
+        return load
+
+    def sustained(self) -> dict[str, Any]:
+        """Sends at the maximum rate for the window plus a lead-in and a tail; persisted
+        messages counted over the window, with the queue depth at its ends."""
+        self.send(3)
+        lead_in = 4
+        samples: dict[str, Any] = {}
+
+        def sample() -> None:
+            time.sleep(lead_in)
+            samples["start"] = (time.perf_counter(), self.stored(), self.depth())
+            time.sleep(SUSTAINED_SECONDS)
+            samples["end"] = (time.perf_counter(), self.stored(), self.depth())
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        load = self.send(lead_in + SUSTAINED_SECONDS + 2)
+        sampler.join()
+        (t0, stored0, depth0), (t1, stored1, depth1) = samples["start"], samples["end"]
+        self.wait_drained()
+        return {
+            "accepted": _load(load),
+            "persisted": {
+                "rate": (stored1 - stored0) / (t1 - t0),
+                "window_seconds": t1 - t0,
+                "depth_start": depth0,
+                "depth_end": depth1,
+            },
+        }
+
+    def wait_drained(self, timeout: float = 120) -> float:
+        """Wait until every accepted message is stored; returns when that happened."""
+        deadline = time.perf_counter() + timeout
+        # The pending count is one cheap Redis call; counting rows costs Postgres a scan.
+        while self.depth()["messages"] or self.stored() < self.accepted_total:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"messages still queued after {timeout} s: {self.depth()}")
+            time.sleep(0.01)
+        return time.perf_counter()
+
+    def send_to_visible(self, users: list[tuple[int, str]], *, rate: float) -> dict[str, Any]:
+        """A probe sender and a subscribed reader beside a wrk load at ``rate``."""
+        (_, sender_token), (receiver, _) = users[0], users[1]
+        connections = 16
+        background: dict[str, wrk.Load] = {}
+        seconds = 10
+        thread = threading.Thread(
+            target=lambda: background.setdefault(
+                "load",
+                self.send(
+                    seconds + 1,
+                    connections=connections,
+                    delay_ms=max(connections * 1000 / rate - 1, 0),
+                ),
+            )
+        )
+        answered, latencies = _probe(
+            self.gateway, self.redis, sender_token, receiver, seconds, thread
+        )
+        self.accepted_total += len(answered)
+        self.wait_drained()
+        load = background["load"]
+        return {
+            "background_rate": load.rate,
+            "samples": len(latencies),
+            "p50_ms": _percentile(latencies, 50),
+            "p99_ms": _percentile(latencies, 99),
+            "answered_p50_ms": _percentile(answered, 50),
+            "answered_p99_ms": _percentile(answered, 99),
+        }
+
+    def fill(self) -> None:
+        """Queue messages at the maximum rate with no worker running."""
+        self.send(8)
+        self.filled = self.depth()
+
+    def drain(self, workers: int) -> dict[str, Any]:
+        """Time the workers from when they are all up (a worker registers with RQ just
+        before it takes its first job) until the queue is empty."""
+        deadline = time.perf_counter() + 60
+        while Worker.count(connection=self.redis) < workers:
+            if time.perf_counter() > deadline:
+                raise RuntimeError("the workers did not start")
+            time.sleep(0.005)
+        started = time.perf_counter()
+        finished = self.wait_drained()
+        return {
+            "messages": self.filled["messages"],
+            "jobs": self.filled["jobs"],
+            "rate": self.filled["messages"] / (finished - started),
+        }
+
+    def exactly_once(self) -> dict[str, int]:
+        """Every send answered 202 was stored, and no message twice: contents are unique,
+        and wrk counts only the answers it read before it stopped (a few more sends may
+        have been accepted)."""
+        row = self.db.execute("SELECT count(*), count(DISTINCT content) FROM messages").fetchone()
+        assert row is not None
+        return {"answered": self.accepted_total, "stored": row[0], "distinct": row[1]}
+
+    def get_messages(self, users: list[tuple[int, str]]) -> dict[str, Any]:
+        """Store 1,000,000 messages in all, then read one conversation page by page."""
+        (reader, token), (other, _) = users[0], users[1]
+        total = 1_000_000
+        extra = total - self.stored()
+        ids = [uid for uid, _ in users]
+        # Ids are reserved as message_service reserves them, so none can collide.
+        first = _scalar(
+            self.db,
+            "UPDATE id_blocks SET next_id = next_id + %s RETURNING next_id - %s",
+            (extra, extra),
+        )
+        self.db.execute(
+            """
+            INSERT INTO messages (id, content, sender_id, receiver_id, created_at)
+            SELECT %(first)s + n, 'stored message ' || n,
+                   CASE WHEN n %% 100 = 0 THEN %(reader)s ELSE (%(ids)s)[1 + n %% %(count)s] END,
+                   CASE WHEN n %% 100 = 0 THEN %(other)s
+                        ELSE (%(ids)s)[1 + (n / %(count)s + n) %% %(count)s] END,
+                   now()
+            FROM generate_series(0, %(extra)s - 1) AS n
+            """,
+            {
+                "first": first,
+                "reader": reader,
+                "other": other,
+                "ids": ids,
+                "count": len(ids),
+                "extra": extra,
+            },
+        )
+        self.db.execute("VACUUM ANALYZE messages")
+        # Write the seeded pages out now rather than during the measurement.
+        self.db.execute("CHECKPOINT")
+        stored = self.stored()
+        conversation = _scalar(
+            self.db,
+            "SELECT count(*) FROM messages WHERE least(sender_id, receiver_id) = %s "
+            "AND greatest(sender_id, receiver_id) = %s",
+            (min(reader, other), max(reader, other)),
+        )
+        middle = _scalar(
+            self.db,
+            "SELECT seq FROM messages WHERE sender_id = %s AND receiver_id = %s "
+            "ORDER BY seq OFFSET %s LIMIT 1",
+            (reader, other, conversation // 4),
+        )
+        path = f"/get_messages?with_user={other}&limit=50&cursor={middle}"
+        # One reader at a time: the latency of a page, not a queue of readers.
+        load = wrk.run(
+            self.gateway, ["get", path, token], seconds=HTTP_SECONDS, connections=1, threads=1
+        )
+        return _load(load) | {"stored": stored, "conversation": conversation, "page": 50}
+
+
+def _probe(
+    gateway: str,
+    redis: Redis,
+    token: str,
+    receiver: int,
+    seconds: float,
+    background: threading.Thread,
+) -> tuple[list[float], list[float]]:
+    """Send a message every 20 ms as one user while ``background`` runs; the receiver's
+    announcements (published once a message is stored) give each send-to-visible time.
+    Returns the times to the 202 answers and to the announcements, in ms."""
+    sent: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    answered: list[float] = []
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub.subscribe(user_channel(receiver))
+    stop_reading = threading.Event()
+
+    def read() -> None:
+        while not stop_reading.is_set():
+            message = pubsub.get_message(timeout=0.1)
+            if message is not None:
+                seen[json.loads(message["data"])["id"]] = time.perf_counter()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    background.start()
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=gateway, headers=headers, timeout=5) as client:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            answer = client.post(
+                "/send_message", json={"receiver_id": receiver, "content": f"probe {len(sent)}"}
+            )
+            answer.raise_for_status()
+            sent[answer.json()["id"]] = started
+            answered.append((time.perf_counter() - started) * 1000)
+            time.sleep(max(0.0, 0.02 - (time.perf_counter() - started)))
+    background.join()
+    deadline = time.perf_counter() + 30
+    while set(sent) - set(seen) and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    stop_reading.set()
+    reader.join()
+    pubsub.close()
+    return answered, [(seen[i] - sent[i]) * 1000 for i in sent if i in seen]
+
+
+def _register(gateway: str, count: int) -> list[tuple[int, str]]:
+    users = []
+    with httpx.Client(base_url=gateway, timeout=10) as client:
+        for n in range(count):
+            body = {"username": f"bench{n}", "password": PASSWORD}
+            answer = client.post("/register", json=body)
+            answer.raise_for_status()
+            token = client.post("/login", json=body).raise_for_status().json()["access_token"]
+            users.append((answer.json()["id"], token))
+    return users
+
+
+@contextlib.contextmanager
+def _running(
+    processes: list[Process],
+    *,
+    peak_rss: dict[str, int] | None = None,
+) -> Iterator[None]:
+    """Start ``processes``, wait until each answers, stop them all afterwards (noting
+    each one's peak resident memory first)."""
+    started: list[tuple[Process, subprocess.Popen[bytes]]] = []
+    try:
+        for process in processes:
+            running = spawn(process)
+            started.append((process, running))
+            if process.health_url:
+                wait_healthy(process.health_url, timeout=60, process=running)
+        yield
+    finally:
+        for process, running in reversed(started):
+            if peak_rss is not None:
+                peak = _peak_rss_kib(running.pid)
+                peak_rss[process.name] = max(peak_rss.get(process.name, 0), peak)
+            stop(running)
+
+
+def _peak_rss_kib(pid: int) -> int:
+    """The peak resident set of ``pid`` (VmHWM), in KiB; 0 if it is gone."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _send_load(
+    url: str, users_file: Path, *, seconds: float = HTTP_SECONDS, **options: Any
+) -> wrk.Load:
+    run = str(next(_runs))
+    return wrk.run(url, ["send", str(users_file), run], seconds=seconds, **options)
+
+
+def _load(load: wrk.Load) -> dict[str, Any]:
+    return asdict(load) | {"rate": load.rate}
+
+
+def _percentile(values: list[float], percent: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
+
+
+def _scalar(connection: psycopg.Connection[Any], query: str, params: Any = None) -> int:
+    row = connection.execute(query, params).fetchone()
+    if row is None:
+        raise RuntimeError(f"no row from {query!r}")
+    return int(row[0])
+
+
+def _server_versions(conninfo: str, redis_url: str) -> dict[str, str]:
+    with psycopg.connect(conninfo) as connection, Redis.from_url(redis_url) as redis:
+        return {
+            "postgres": str(_scalar_text(connection, "SHOW server_version")),
+            "redis": str(redis.info("server")["redis_version"]),
+        }
+
+
+def _scalar_text(connection: psycopg.Connection[Any], query: str) -> str:
+    row = connection.execute(query).fetchone()
+    return str(row[0]) if row else ""
+
+
+def _conninfo(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def _url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
