@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -19,7 +21,6 @@ from typing import Any
 import httpx
 import psycopg
 from redis import Redis
-from rq import Worker
 from sqlalchemy import create_engine
 
 from bench import raw, wrk
@@ -161,17 +162,15 @@ def _anonchat(
             users_file.write_text("".join(f"{uid} {token}\n" for uid, token in users))
             stack = _Stack(gateway, users_file, db, redis)
             results: dict[str, Any] = {}
-            with _running(workers, peak_rss=peak_rss):
+            with _running(workers, peak_rss=peak_rss) as running:
                 progress("anonchat: accepted and persisted at the maximum rate")
                 results |= stack.sustained()
                 progress("anonchat: send-to-visible at half the maximum rate")
                 results["send_to_visible"] = stack.send_to_visible(
                     users, rate=results["accepted"]["rate"] / 2
                 )
-            progress("anonchat: worker capacity (queue filled, then drained by 2 workers)")
-            stack.fill()
-            with _running(workers, peak_rss=peak_rss):
-                results["worker_capacity"] = stack.drain(len(workers))
+                progress("anonchat: worker capacity (queue filled, then drained by 2 workers)")
+                results["worker_capacity"] = stack.capacity(running)
             results["exactly_once"] = stack.exactly_once()
             progress("anonchat: get_messages with 1,000,000 messages stored")
             results["get_messages"] = stack.get_messages(users)
@@ -277,25 +276,23 @@ class _Stack:
             "answered_p99_ms": _percentile(answered, 99),
         }
 
-    def fill(self) -> None:
-        """Queue messages at the maximum rate with no worker running."""
-        self.send(8)
-        self.filled = self.depth()
-
-    def drain(self, workers: int) -> dict[str, Any]:
-        """Time the workers from when they are all up (a worker registers with RQ just
-        before it takes its first job) until the queue is empty."""
-        deadline = time.perf_counter() + 60
-        while Worker.count(connection=self.redis) < workers:
-            if time.perf_counter() > deadline:
-                raise RuntimeError("the workers did not start")
-            time.sleep(0.005)
+    def capacity(self, workers: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
+        """Pause the (warm) workers, queue messages at the maximum rate, then time the
+        workers draining them from the moment they resume."""
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGSTOP)
+        try:
+            self.send(8)
+            filled = self.depth()
+        finally:
+            for worker in workers:
+                os.killpg(worker.pid, signal.SIGCONT)
         started = time.perf_counter()
         finished = self.wait_drained()
         return {
-            "messages": self.filled["messages"],
-            "jobs": self.filled["jobs"],
-            "rate": self.filled["messages"] / (finished - started),
+            "messages": filled["messages"],
+            "jobs": filled["jobs"],
+            "rate": filled["messages"] / (finished - started),
         }
 
     def exactly_once(self) -> dict[str, int]:
@@ -427,7 +424,7 @@ def _running(
     processes: list[Process],
     *,
     peak_rss: dict[str, int] | None = None,
-) -> Iterator[None]:
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start ``processes``, wait until each answers, stop them all afterwards (noting
     each one's peak resident memory first)."""
     started: list[tuple[Process, subprocess.Popen[bytes]]] = []
@@ -437,7 +434,7 @@ def _running(
             started.append((process, running))
             if process.health_url:
                 wait_healthy(process.health_url, timeout=60, process=running)
-        yield
+        yield [running for _, running in started]
     finally:
         for process, running in reversed(started):
             if peak_rss is not None:
