@@ -478,15 +478,11 @@ def _scalar(connection: psycopg.Connection[Any], query: str, params: Any = None)
 
 def _server_versions(conninfo: str, redis_url: str) -> dict[str, str]:
     with psycopg.connect(conninfo) as connection, Redis.from_url(redis_url) as redis:
+        row = connection.execute("SHOW server_version").fetchone()
         return {
-            "postgres": str(_scalar_text(connection, "SHOW server_version")),
+            "postgres": str(row[0] if row else ""),
             "redis": str(redis.info("server")["redis_version"]),
         }
-
-
-def _scalar_text(connection: psycopg.Connection[Any], query: str) -> str:
-    row = connection.execute(query).fetchone()
-    return str(row[0]) if row else ""
 
 
 def _conninfo(url: str) -> str:

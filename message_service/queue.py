@@ -82,6 +82,16 @@ class Send:
 
 
 @dataclass(frozen=True)
+class _Queued:
+    """A send as the queue writes it: its JSON, conversation set and score."""
+
+    send: Send
+    encoded: str
+    conversation: str
+    score: float
+
+
+@dataclass(frozen=True)
 class JobOptions:
     timeout: int
     retry_intervals: list[int]
@@ -99,51 +109,57 @@ class MessageQueue:
 
     def put(self, sends: Sequence[Send]) -> str:
         """Write ``sends`` to Redis in one atomic step; returns the id of their job."""
-        encoded = [json.dumps(send.message) for send in sends]
-        return self._append_to_tail(sends, encoded) or self._new_job(sends, encoded)
+        batch = [
+            _Queued(
+                send,
+                json.dumps(send.message),
+                conversation_key(send.message["sender_id"], send.message["receiver_id"]),
+                accepted_score(send.message),
+            )
+            for send in sends
+        ]
+        return self._append_to_tail(batch) or self._new_job(batch)
 
-    def _append_to_tail(self, sends: Sequence[Send], encoded: list[str]) -> str | None:
-        records = [send.idempotency for send in sends if send.idempotency is not None]
+    def _append_to_tail(self, batch: list[_Queued]) -> str | None:
+        records = [q.send.idempotency for q in batch if q.send.idempotency is not None]
         keys = [
             self.queue.key,
             PENDING_KEY,
-            *(conversation_key(s.message["sender_id"], s.message["receiver_id"]) for s in sends),
+            *(q.conversation for q in batch),
             *(key for key, _, _ in records),
         ]
-        args: list[str | int | float] = [self.max_batch, BATCH_PREFIX, len(sends)]
-        for send, message in zip(sends, encoded, strict=True):
-            args += [send.message["id"], message, accepted_score(send.message)]
+        args: list[str | int | float] = [self.max_batch, BATCH_PREFIX, len(batch)]
+        for q in batch:
+            args += [q.send.message["id"], q.encoded, q.score]
         for _, value, ttl in records:
             args += [value, ttl]
         tail = self._append(keys=keys, args=args)
         return tail.decode() if tail else None
 
-    def _new_job(self, sends: Sequence[Send], encoded: list[str]) -> str:
+    def _new_job(self, batch: list[_Queued]) -> str:
         """In one Redis transaction: the batch, the pending entries, the idempotency
         records and a job that persists the batch."""
-        job_id = f"persist-{sends[0].message['id']}"
-        batch = batch_key(job_id)
+        job_id = f"persist-{batch[0].send.message['id']}"
+        key = batch_key(job_id)
         options = self.options
         with self.queue.connection.pipeline(transaction=True) as pipe:
-            pipe.rpush(batch, *encoded)
+            pipe.rpush(key, *(q.encoded for q in batch))
             # Outlives a failed job's record, which an operator may requeue until then.
-            pipe.expire(batch, options.failure_ttl + 86400)
+            pipe.expire(key, options.failure_ttl + 86400)
             pipe.hset(
                 PENDING_KEY,
                 mapping={
-                    str(send.message["id"]): pending_entry(message, job_id)
-                    for send, message in zip(sends, encoded, strict=True)
+                    str(q.send.message["id"]): pending_entry(q.encoded, job_id) for q in batch
                 },
             )
-            for send in sends:
-                key = conversation_key(send.message["sender_id"], send.message["receiver_id"])
-                pipe.zadd(key, {str(send.message["id"]): accepted_score(send.message)})
-                if send.idempotency is not None:
-                    key, value, ttl = send.idempotency
-                    pipe.set(key, value, ex=ttl)
+            for q in batch:
+                pipe.zadd(q.conversation, {str(q.send.message["id"]): q.score})
+                if q.send.idempotency is not None:
+                    record, value, ttl = q.send.idempotency
+                    pipe.set(record, value, ex=ttl)
             job = Queue.prepare_data(
                 PERSIST_JOB,
-                kwargs={"batch": batch},
+                kwargs={"batch": key},
                 job_id=job_id,
                 timeout=options.timeout,
                 # A retried job goes to the front: its messages were accepted before those
@@ -171,7 +187,6 @@ class Batcher:
 
     def __init__(self, queue: MessageQueue) -> None:
         self.queue = queue
-        self.max_batch = queue.max_batch
         self._waiting: list[Send] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -200,8 +215,8 @@ class Batcher:
             await self._wake.wait()
             self._wake.clear()
             while self._waiting:
-                batch = self._waiting[: self.max_batch]
-                del self._waiting[: self.max_batch]
+                batch = self._waiting[: self.queue.max_batch]
+                del self._waiting[: self.queue.max_batch]
                 await self._flush(batch)
 
     async def _flush(self, batch: list[Send]) -> None:
