@@ -4,6 +4,7 @@ stores messages. The worker imports this module (and the models), nothing else."
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TypedDict
 
@@ -68,31 +69,26 @@ def parse_pending_entry(value: str | bytes) -> PendingEntry:
     return entry
 
 
+# The batch travels as one JSON array of the messages as queued: Postgres parses it, so
+# that no Python code handles each message's fields on the way in.
 _INSERT = text(
     """
     INSERT INTO messages (id, content, sender_id, receiver_id, created_at)
-    SELECT * FROM unnest(
-        CAST(:ids AS bigint[]), CAST(:contents AS text[]), CAST(:senders AS bigint[]),
-        CAST(:receivers AS bigint[]), CAST(:created AS timestamptz[])
-    ) ORDER BY 5, 1
+    SELECT id, content, sender_id, receiver_id, created_at
+    FROM json_to_recordset(CAST(:batch AS json)) AS m(
+        id bigint, content text, sender_id bigint, receiver_id bigint, created_at timestamptz
+    )
+    ORDER BY created_at, id
     ON CONFLICT (id) DO NOTHING
     RETURNING id
     """
 )
 
 
-def insert_messages(connection: Connection, messages: list[QueuedMessage]) -> set[int]:
-    """Store ``messages`` in the caller's transaction, skipping ids already stored (so a
-    job that runs twice stores each message once); returns the ids it inserted."""
+def insert_messages(connection: Connection, messages: Sequence[str]) -> set[int]:
+    """Store ``messages`` (each the JSON of a ``QueuedMessage``) in the caller's
+    transaction, skipping ids already stored (so a job that runs twice stores each message
+    once); returns the ids it inserted."""
     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQ_LOCK})
-    rows = connection.execute(
-        _INSERT,
-        {
-            "ids": [m["id"] for m in messages],
-            "contents": [m["content"] for m in messages],
-            "senders": [m["sender_id"] for m in messages],
-            "receivers": [m["receiver_id"] for m in messages],
-            "created": [datetime.fromisoformat(m["created_at"]) for m in messages],
-        },
-    )
+    rows = connection.execute(_INSERT, {"batch": f"[{','.join(messages)}]"})
     return {row[0] for row in rows}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+from collections import defaultdict
 from functools import lru_cache
 
 from redis import Redis
@@ -12,15 +12,9 @@ from rq import get_current_job
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from message_service.persistence import (
-    PENDING_KEY,
-    QueuedMessage,
-    conversation_key,
-    insert_messages,
-    user_channel,
-)
+from message_service.persistence import PENDING_KEY, insert_messages, user_channel
 from worker.config import get_settings
-from worker.ordering import acceptance_order, give_up_on, held_back
+from worker.ordering import Queued, acceptance_order, give_up_on, held_back, unchanged
 
 log = logging.getLogger(__name__)
 HOLD_POLL_SECONDS = 0.005
@@ -69,57 +63,68 @@ def persist_batch(batch: str) -> int:
     # spend the ordering hold polling Redis for nothing.
     with engine().connect() as connection:
         # The job has left the queue, so nothing is appended to its batch any more.
-        messages = [json.loads(raw) for raw in redis.lrange(batch, 0, -1)]
-        stored = _persist_in_order(redis, connection, acceptance_order(messages))
+        messages = acceptance_order(Queued.parse(raw) for raw in redis.lrange(batch, 0, -1))
+        stored = _persist_in_order(redis, connection, messages)
     redis.delete(batch)
     return stored
 
 
-def _persist_in_order(redis: Redis, connection: Connection, remaining: list[QueuedMessage]) -> int:
+def _persist_in_order(redis: Redis, connection: Connection, remaining: list[Queued]) -> int:
     started = time.monotonic()
     hold = get_settings().order_hold_seconds
     stored = 0
     refused: list[int] = []
-    poll = HOLD_POLL_SECONDS
     while remaining:
-        blockers = held_back(redis, remaining)
-        waited = time.monotonic() - started
-        # Behind a running job, wait up to the hold; behind one still queued (it is about
-        # to start, or it sits behind this one on a lone worker) only briefly.
-        expired = [
-            blocker
-            for blocker, (running, _) in blockers.items()
-            if waited > (hold if running else min(hold, QUEUED_HOLD_SECONDS))
-        ]
-        give_up_on(expired)
-        held = set().union(*(ids for b, (_, ids) in blockers.items() if b not in expired))
-        ready = [m for m in remaining if m["id"] not in held]
-        if not ready:
-            time.sleep(poll)
-            poll = min(poll * 2, MAX_HOLD_POLL_SECONDS)
-            continue
+        ready, held = _wait_for_ready(redis, remaining, started, hold)
         inserted, bad = _store(connection, ready)
         _after_commit(redis, ready, inserted, bad)
         stored += len(inserted)
         refused += bad
-        remaining = [m for m in remaining if m not in ready]
+        remaining = [m for m in remaining if m.id in held]
     if refused:
         raise PoisonMessages(f"the database refused messages {refused}")
     return stored
 
 
-def _store(connection: Connection, messages: list[QueuedMessage]) -> tuple[set[int], list[int]]:
+def _wait_for_ready(
+    redis: Redis, remaining: list[Queued], started: float, hold: float
+) -> tuple[list[Queued], set[int]]:
+    """The messages of ``remaining`` free to be stored now, and the ids of those held,
+    once at least one is free. While all are held, only the blockers are watched."""
+    blockers = held_back(redis, remaining)
+    poll = HOLD_POLL_SECONDS
+    while True:
+        waited = time.monotonic() - started
+        # Behind a running job, wait up to the hold; behind one still queued (it is about
+        # to start, or it sits behind this one on a lone worker) only briefly.
+        expired = [
+            member
+            for member, blocker in blockers.items()
+            if waited > (hold if blocker.running else min(hold, QUEUED_HOLD_SECONDS))
+        ]
+        give_up_on(expired)
+        held = set().union(*(b.waiting for m, b in blockers.items() if m not in expired))
+        ready = [m for m in remaining if m.id not in held]
+        if ready:
+            return ready, held
+        time.sleep(poll)
+        poll = min(poll * 2, MAX_HOLD_POLL_SECONDS)
+        if not unchanged(redis, blockers):
+            blockers = held_back(redis, remaining)
+
+
+def _store(connection: Connection, messages: list[Queued]) -> tuple[set[int], list[int]]:
     """Insert ``messages`` in one transaction; if the database refuses it for anything but
     a transient fault, one by one, returning the ids it refused."""
     try:
         with connection.begin():
-            return insert_messages(connection, messages), []
+            return insert_messages(connection, [m.raw for m in messages]), []
     except OperationalError:
         raise
     except DBAPIError:
         if len(messages) == 1:
-            log.exception("the database refused message %s", messages[0]["id"])
-            return set(), [messages[0]["id"]]
+            log.exception("the database refused message %s", messages[0].id)
+            return set(), [messages[0].id]
     inserted: set[int] = set()
     refused: list[int] = []
     for message in messages:
@@ -130,15 +135,19 @@ def _store(connection: Connection, messages: list[QueuedMessage]) -> tuple[set[i
 
 
 def _after_commit(
-    redis: Redis, messages: list[QueuedMessage], inserted: set[int], refused: list[int]
+    redis: Redis, messages: list[Queued], inserted: set[int], refused: list[int]
 ) -> None:
     """Drop the batch from the queued bookkeeping; announce what was inserted."""
+    by_conversation: dict[str, list[str]] = defaultdict(list)
+    for message in messages:
+        by_conversation[message.conversation].append(str(message.id))
+    done = [str(m.id) for m in messages if m.id not in refused]
     with redis.pipeline(transaction=False) as pipe:
+        for key, members in by_conversation.items():
+            pipe.zrem(key, *members)
+        if done:
+            pipe.hdel(PENDING_KEY, *done)
         for message in messages:
-            key = conversation_key(message["sender_id"], message["receiver_id"])
-            pipe.zrem(key, str(message["id"]))
-            if message["id"] not in refused:
-                pipe.hdel(PENDING_KEY, str(message["id"]))
-            if message["id"] in inserted:
-                pipe.publish(user_channel(message["receiver_id"]), json.dumps(message))
+            if message.id in inserted:
+                pipe.publish(user_channel(message.message["receiver_id"]), message.raw)
         pipe.execute()

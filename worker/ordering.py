@@ -11,8 +11,11 @@ give way, the message is never lost or delayed for long.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from redis import Redis
 from rq.job import Job, JobStatus
@@ -25,61 +28,126 @@ from message_service.persistence import (
     parse_pending_entry,
 )
 
-IN_FLIGHT = {JobStatus.QUEUED.value.encode(), JobStatus.STARTED.value.encode()}
+STARTED = JobStatus.STARTED.value.encode()
+IN_FLIGHT = {JobStatus.QUEUED.value.encode(), STARTED}
 # Messages this process already waited for until its hold ran out (a dead worker's job):
 # later jobs do not wait for them again. Message id -> when it was given up.
 _given_up: dict[str, float] = {}
 GIVE_UP_FOR = 60.0
 
 
-def acceptance_order(messages: list[QueuedMessage]) -> list[QueuedMessage]:
+@dataclass(frozen=True)
+class Queued:
+    """A message of a job's batch: its JSON as queued, and its place worked out once."""
+
+    raw: str
+    message: QueuedMessage
+    conversation: str
+    score: float
+
+    @classmethod
+    def parse(cls, raw: bytes | str) -> Queued:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        message: QueuedMessage = json.loads(text)
+        conversation = conversation_key(message["sender_id"], message["receiver_id"])
+        return cls(text, message, conversation, accepted_score(message))
+
+    @property
+    def id(self) -> int:
+        return self.message["id"]
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """An earlier message, queued or running in another job, that some of ours wait for."""
+
+    member: str
+    job_id: str
+    running: bool
+    waiting: set[int] = field(default_factory=set)
+
+
+def acceptance_order(messages: Iterable[Queued]) -> list[Queued]:
     """``messages`` in the order they were accepted."""
-    return sorted(messages, key=lambda m: (accepted_score(m), m["id"]))
+    return sorted(messages, key=lambda m: (m.score, m.id))
 
 
-def held_back(redis: Redis, remaining: list[QueuedMessage]) -> dict[str, tuple[bool, set[int]]]:
-    """For each earlier message, queued or running in another job, that messages of
-    ``remaining`` must wait for: its id, whether its job is running, and the ids of ours
-    that wait."""
-    by_conversation: dict[str, list[QueuedMessage]] = defaultdict(list)
+def held_back(redis: Redis, remaining: Sequence[Queued]) -> dict[str, Blocker]:
+    """The earlier messages, queued or running in other jobs, that messages of
+    ``remaining`` must wait for, by message id. Three pipelined round trips, whatever
+    the number of conversations."""
+    by_conversation: dict[str, list[Queued]] = defaultdict(list)
     for message in remaining:
-        key = conversation_key(message["sender_id"], message["receiver_id"])
-        by_conversation[key].append(message)
-    ours = {str(message["id"]) for message in remaining}
+        by_conversation[message.conversation].append(message)
+    ours = {str(message.id) for message in remaining}
     with redis.pipeline(transaction=False) as pipe:
         for key, messages in by_conversation.items():
-            pipe.zrange(key, 0, max(accepted_score(m) for m in messages), byscore=True)
+            pipe.zrange(key, 0, max(m.score for m in messages), byscore=True)
         queued_before: list[list[bytes]] = pipe.execute()
-    now = time.monotonic()
-    for member, since in list(_given_up.items()):
-        if now - since > GIVE_UP_FOR:
-            del _given_up[member]
-    held: dict[str, tuple[bool, set[int]]] = {}
+    _forget_given_up()
+    # Per conversation: the first earlier message of another job, and ours after it.
+    candidates: dict[str, tuple[str, list[int]]] = {}
     for key, raw_members in zip(by_conversation, queued_before, strict=True):
         members = [raw.decode() for raw in raw_members]
-        blocker = next((m for m in members if m not in ours and m not in _given_up), None)
-        status = _job_status(redis, key, blocker) if blocker is not None else None
-        if blocker is None or status not in IN_FLIGHT:
+        first = next(
+            (i for i, m in enumerate(members) if m not in ours and m not in _given_up), None
+        )
+        if first is not None:
+            waiting = [int(m) for m in members[first:] if m in ours]
+            candidates[key] = (members[first], waiting)
+    if not candidates:
+        return {}
+    entries = redis.hmget(PENDING_KEY, [member for member, _ in candidates.values()])
+    jobs: dict[str, str] = {}
+    with redis.pipeline(transaction=False) as pipe:
+        for (key, (member, _)), entry in zip(candidates.items(), entries, strict=True):
+            if entry is None:
+                # Its removal was lost: the message is no longer queued anywhere.
+                pipe.zrem(key, member)
+            else:
+                jobs[member] = parse_pending_entry(entry)["job_id"]
+        pipe.execute()
+    statuses = _statuses(redis, set(jobs.values()))
+    held: dict[str, Blocker] = {}
+    for member, waiting in candidates.values():
+        job_id = jobs.get(member)
+        if job_id is None or statuses[job_id] not in IN_FLIGHT:
             continue
-        after = members[members.index(blocker) :]
-        running = status == JobStatus.STARTED.value.encode()
-        held.setdefault(blocker, (running, set()))[1].update(int(m) for m in after if m in ours)
+        blocker = held.setdefault(member, Blocker(member, job_id, statuses[job_id] == STARTED))
+        blocker.waiting.update(waiting)
     return held
 
 
-def give_up_on(blockers: list[str]) -> None:
+def unchanged(redis: Redis, blockers: dict[str, Blocker]) -> bool:
+    """True while every blocker is still queued and each of their jobs is as it was
+    (queued, or running): cheaper than looking again with ``held_back``."""
+    if None in redis.hmget(PENDING_KEY, list(blockers)):
+        return False
+    statuses = _statuses(redis, {blocker.job_id for blocker in blockers.values()})
+    return all(
+        statuses[b.job_id] in IN_FLIGHT and (statuses[b.job_id] == STARTED) == b.running
+        for b in blockers.values()
+    )
+
+
+def give_up_on(blockers: Iterable[str]) -> None:
     """Stop waiting for these messages, in this job and the next ones for a while: their
     job has been running for longer than a hold (its worker probably died)."""
     for blocker in blockers:
         _given_up[blocker] = time.monotonic()
 
 
-def _job_status(redis: Redis, key: str, member: str) -> bytes | None:
-    """The RQ status of the job carrying ``member``; a member whose message is no longer
-    queued anywhere (its removal was lost) is dropped from the set."""
-    entry = redis.hget(PENDING_KEY, member)
-    if entry is None:
-        redis.zrem(key, member)
-        return None
-    status = redis.hget(Job.key_for(parse_pending_entry(entry)["job_id"]), "status")
-    return status if isinstance(status, bytes) else None
+def _forget_given_up() -> None:
+    now = time.monotonic()
+    for member, since in list(_given_up.items()):
+        if now - since > GIVE_UP_FOR:
+            del _given_up[member]
+
+
+def _statuses(redis: Redis, job_ids: set[str]) -> dict[str, bytes | None]:
+    """The RQ status of each job (None for a job that is gone)."""
+    ordered = list(job_ids)
+    with redis.pipeline(transaction=False) as pipe:
+        for job_id in ordered:
+            pipe.hget(Job.key_for(job_id), "status")
+        return dict(zip(ordered, pipe.execute(), strict=True))

@@ -115,6 +115,24 @@ async def test_each_stored_message_is_announced_to_its_receiver(queue, drain) ->
     assert json.loads(announced["data"]) == sent
 
 
+async def test_each_field_is_stored_as_sent(queue, drain, messages_database_url) -> None:
+    # Content that JSON escapes: the batch reaches Postgres as one JSON document.
+    sent = message('Привет 👋 "quoted" back\\slash\nnew line\ttab')
+    enqueue(queue, [sent])
+    drain()
+    with psycopg.connect(messages_database_url.replace("+psycopg", "")) as connection:
+        row = connection.execute(
+            "SELECT content, sender_id, receiver_id, created_at FROM messages WHERE id = %s",
+            (sent["id"],),
+        ).fetchone()
+    assert row == (
+        sent["content"],
+        sent["sender_id"],
+        sent["receiver_id"],
+        datetime.fromisoformat(sent["created_at"]),
+    )
+
+
 async def test_a_poison_message_fails_its_job_alone_and_can_be_requeued(
     queue, drain, stored
 ) -> None:
