@@ -116,6 +116,10 @@ Content = Annotated[
 ]
 
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+IDEMPOTENCY_KEY_HELP = "repeat a send safely: the same key returns the first answer"
+
+
 class SendMessage(BaseModel):
     """A message to send: the sender is always the caller."""
 

@@ -13,6 +13,7 @@ from common.app import build_app
 from common.tokens import VerifiedTokens
 from common.users import KnownUsers
 from gateway.config import Settings, get_settings
+from gateway.deps import Services, services
 from gateway.middleware import EdgeMiddleware
 from gateway.ratelimit import RateLimiter
 from gateway.routes import messages, users
@@ -39,18 +40,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool_size=settings.upstream_pool_size,
     )
     redis = Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
-    app.state.upstreams = upstreams
-    app.state.redis = redis
-    app.state.limiter = RateLimiter(redis)
-    app.state.tokens = VerifiedTokens(
-        secret=settings.jwt_secret.get_secret_value(), capacity=VERIFIED_TOKENS
-    )
-    app.state.users = KnownUsers(
-        session=upstreams.session,
-        user_service_url=settings.user_service_url,
-        internal_token=settings.internal_token.get_secret_value(),
-        capacity=100_000,
-        ttl=settings.known_users_ttl_seconds,
+    app.state.services = Services(
+        settings=settings,
+        upstreams=upstreams,
+        redis=redis,
+        limiter=RateLimiter(redis),
+        tokens=VerifiedTokens(
+            secret=settings.jwt_secret.get_secret_value(), capacity=VERIFIED_TOKENS
+        ),
+        users=KnownUsers(
+            session=upstreams.session,
+            user_service_url=settings.user_service_url,
+            internal_token=settings.internal_token.get_secret_value(),
+            capacity=100_000,
+            ttl=settings.known_users_ttl_seconds,
+        ),
     )
     try:
         yield
@@ -60,18 +64,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def _user_service(request: Request) -> bool:
-    upstreams: Upstreams = request.app.state.upstreams
-    return await upstreams.ready("users")
+    return await services(request).upstreams.ready("users")
 
 
 async def _redis(request: Request) -> bool:
-    redis: Redis = request.app.state.redis
-    return bool(await redis.ping())
+    return bool(await services(request).redis.ping())
 
 
 async def _message_service(request: Request) -> bool:
-    upstreams: Upstreams = request.app.state.upstreams
-    return await upstreams.ready("messages")
+    return await services(request).upstreams.ready("messages")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from common.deps import autocommit, from_state, transaction
 from common.internal import caller_id
-from message_service.service import Outbox
 
 
 async def _caller(x_user_id: Annotated[str | None, Header(include_in_schema=False)] = None) -> int:
@@ -20,5 +19,4 @@ async def _caller(x_user_id: Annotated[str | None, Header(include_in_schema=Fals
 SessionDep = Annotated[AsyncSession, Depends(transaction, scope="function")]
 ReaderDep = Annotated[AsyncConnection, Depends(autocommit, scope="function")]
 CallerDep = Annotated[int, Depends(_caller)]
-OutboxDep = Annotated[Outbox, Depends(from_state("outbox", Outbox))]
 RedisDep = Annotated[Redis, Depends(from_state("redis", Redis))]

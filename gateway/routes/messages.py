@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
+from common.bodies import documented
 from common.errors import error_responses
 from common.schemas import (
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_KEY_HELP,
     MAX_BIGINT,
     MessageQueued,
     MessageRead,
@@ -17,7 +20,7 @@ from common.schemas import (
     SampleReceived,
     SendMessage,
 )
-from gateway.deps import CurrentUser, LimiterDep, SettingsDep, UpstreamsDep
+from gateway.deps import CurrentUser, services
 from gateway.routes.users import UNAVAILABLE
 
 router = APIRouter(tags=["messages"])
@@ -32,29 +35,22 @@ SAMPLE = SampleReceived(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=MessageQueued,
     responses=error_responses(401, 403, 404, 409, 413, 422, 429, *UNAVAILABLE),
+    openapi_extra=documented(SendMessage, headers={IDEMPOTENCY_KEY: IDEMPOTENCY_KEY_HELP}),
 )
-async def send_message(
-    data: SendMessage,
-    request: Request,
-    upstreams: UpstreamsDep,
-    user_id: CurrentUser,
-    limiter: LimiterDep,
-    settings: SettingsDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(description="repeat a send safely: the same key returns the first answer"),
-    ] = None,
-) -> Response:
-    """Send a message as the caller. 202: queued (not yet stored) with its final id."""
-    await limiter.hit(settings.send_rate_per_user, f"send:{user_id}", "messages")
-    headers = {"idempotency-key": idempotency_key} if idempotency_key is not None else None
-    return await upstreams.forward(
+async def send_message(request: Request, user_id: CurrentUser) -> Response:
+    """Send a message as the caller. 202: queued (not yet stored) with its final id.
+
+    The body goes to message_service as it came (it checks it: one parse per send)."""
+    gateway = services(request)
+    await gateway.limiter.hit(gateway.settings.send_rate_per_user, f"send:{user_id}", "messages")
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    return await gateway.upstreams.forward(
         request,
         "messages",
         "/messages",
         user_id=user_id,
         body=await request.body(),
-        headers=headers,
+        headers={IDEMPOTENCY_KEY: key} if key is not None else None,
     )
 
 
@@ -65,7 +61,6 @@ async def send_message(
 )
 async def get_messages(
     request: Request,
-    upstreams: UpstreamsDep,
     user_id: CurrentUser,
     with_user: Annotated[
         int | None, Query(ge=1, le=MAX_BIGINT, description="only the conversation with this user")
@@ -81,7 +76,9 @@ async def get_messages(
     params = {"limit": str(limit), "cursor": str(cursor)}
     if with_user is not None:
         params["with_user"] = str(with_user)
-    return await upstreams.forward(request, "messages", "/messages", user_id=user_id, params=params)
+    return await services(request).upstreams.forward(
+        request, "messages", "/messages", user_id=user_id, params=params
+    )
 
 
 @router.get(
@@ -92,11 +89,12 @@ async def get_messages(
 async def get_message(
     message_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)],
     request: Request,
-    upstreams: UpstreamsDep,
     user_id: CurrentUser,
 ) -> Response:
     """One message the caller sent or received: queued, persisted or failed."""
-    return await upstreams.forward(request, "messages", f"/messages/{message_id}", user_id=user_id)
+    return await services(request).upstreams.forward(
+        request, "messages", f"/messages/{message_id}", user_id=user_id
+    )
 
 
 @router.get("/receive_message", response_model=SampleReceived, response_model_by_alias=True)

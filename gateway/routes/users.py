@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from common.errors import error_responses
 from common.schemas import MAX_BIGINT, AccessToken, Credentials, PageLimit, UserRead, UserRegistered
-from gateway.deps import CurrentUser, LimiterDep, SettingsDep, UpstreamsDep
+from gateway.deps import CurrentUser, services
 from gateway.ratelimit import client_address
 
 router = APIRouter(tags=["users"])
@@ -21,17 +21,14 @@ UNAVAILABLE = (503, 504)
     response_model=UserRegistered,
     responses=error_responses(409, 413, 422, 429, *UNAVAILABLE),
 )
-async def register(
-    data: Credentials,
-    request: Request,
-    upstreams: UpstreamsDep,
-    limiter: LimiterDep,
-    settings: SettingsDep,
-) -> Response:
+async def register(data: Credentials, request: Request) -> Response:
     """Register with a username and a password; nothing else is asked."""
+    gateway = services(request)
     address = client_address(request)
-    await limiter.hit(settings.register_rate_per_address, f"register:{address}", "registrations")
-    return await upstreams.forward(request, "users", "/users", body=await request.body())
+    await gateway.limiter.hit(
+        gateway.settings.register_rate_per_address, f"register:{address}", "registrations"
+    )
+    return await gateway.upstreams.forward(request, "users", "/users", body=await request.body())
 
 
 @router.post(
@@ -39,19 +36,15 @@ async def register(
     response_model=AccessToken,
     responses=error_responses(401, 413, 422, 429, *UNAVAILABLE),
 )
-async def login(
-    data: Credentials,
-    request: Request,
-    upstreams: UpstreamsDep,
-    limiter: LimiterDep,
-    settings: SettingsDep,
-) -> Response:
+async def login(data: Credentials, request: Request) -> Response:
     """Exchange a username and a password for a bearer token."""
+    gateway = services(request)
+    limiter, settings = gateway.limiter, gateway.settings
     address = client_address(request)
     await limiter.hit(settings.login_rate_per_address, f"login:addr:{address}", "login attempts")
     name = data.username.lower()
     await limiter.hit(settings.login_rate_per_username, f"login:user:{name}", "login attempts")
-    return await upstreams.forward(request, "users", "/login", body=await request.body())
+    return await gateway.upstreams.forward(request, "users", "/login", body=await request.body())
 
 
 @router.get(
@@ -61,13 +54,12 @@ async def login(
 )
 async def get_users(
     request: Request,
-    upstreams: UpstreamsDep,
     user_id: CurrentUser,
     limit: PageLimit = 100,
     after_id: Annotated[int, Query(ge=0, le=MAX_BIGINT, description="last id seen")] = 0,
 ) -> Response:
     """Everyone registered, in id order; a ``Link: <...>; rel="next"`` header while more remain."""
-    return await upstreams.forward(
+    return await services(request).upstreams.forward(
         request,
         "users",
         "/users",

@@ -143,6 +143,12 @@ def test_openapi_documents_the_public_endpoints() -> None:
     schema = create_app(Settings()).openapi()
     assert {"/register", "/login", "/get_users"} <= set(schema["paths"])
     assert "password" not in str(schema["paths"]["/get_users"])
+    # The send route reads its body and header itself; the document still describes them.
+    send = schema["paths"]["/send_message"]["post"]
+    body = send["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["content", "receiver_id"]
+    assert [p["name"] for p in send["parameters"]] == ["Idempotency-Key"]
+    assert send["security"] == [{"HTTPBearer": []}]
 
 
 async def test_a_silent_upstream_is_504_within_the_timeout(silent_upstream: str) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import TypeAdapter
 
+from common.bodies import documented, read_body
 from common.errors import error_responses
+from common.internal import USER_ID_HEADER, caller_id
 from common.paging import next_link
 from common.schemas import (
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_KEY_HELP,
     MAX_BIGINT,
     MessageQueued,
     MessageRead,
@@ -18,7 +22,8 @@ from common.schemas import (
     SendMessage,
 )
 from message_service import service
-from message_service.deps import CallerDep, OutboxDep, ReaderDep, RedisDep, SessionDep
+from message_service.deps import CallerDep, ReaderDep, RedisDep, SessionDep
+from message_service.service import Outbox
 
 router = APIRouter(tags=["messages"])
 _PAGE = TypeAdapter(list[MessageRead])
@@ -29,21 +34,25 @@ _PAGE = TypeAdapter(list[MessageRead])
     status_code=status.HTTP_202_ACCEPTED,
     response_model=MessageQueued,
     responses=error_responses(401, 403, 404, 409, 422, 503),
+    openapi_extra=documented(SendMessage, headers={IDEMPOTENCY_KEY: IDEMPOTENCY_KEY_HELP}),
 )
-async def send_message(
-    data: SendMessage,
-    response: Response,
-    caller: CallerDep,
-    outbox: OutboxDep,
-    idempotency_key: Annotated[str | None, Header()] = None,
-) -> MessageQueued:
+async def send_message(request: Request) -> Response:
     """Queue a message from the caller; 202 once Redis holds it, with its final id."""
+    caller = caller_id(request.headers.get(USER_ID_HEADER))
+    data = await read_body(request, SendMessage)
+    outbox: Outbox = request.app.state.outbox
     answer, replayed = await service.send_message(
-        outbox=outbox, caller=caller, data=data, idempotency_key=idempotency_key
+        outbox=outbox,
+        caller=caller,
+        data=data,
+        idempotency_key=request.headers.get(IDEMPOTENCY_KEY),
     )
-    if replayed:
-        response.headers["Idempotency-Replayed"] = "true"
-    return answer
+    return Response(
+        answer.model_dump_json(),
+        status_code=status.HTTP_202_ACCEPTED,
+        media_type="application/json",
+        headers={"Idempotency-Replayed": "true"} if replayed else None,
+    )
 
 
 @router.get("/messages", response_model=list[MessageRead], responses=error_responses(401, 422))
