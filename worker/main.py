@@ -7,6 +7,7 @@ database connection. Scale out by starting more processes against the same Redis
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -71,9 +72,11 @@ def main() -> None:
     while True:
         redis = Redis.from_url(settings.redis_url)
         try:
-            build_worker(settings, redis).work(
-                with_scheduler=True, logging_level=settings.log_level
-            )
+            worker = build_worker(settings, redis)
+            # What is loaded by now lives as long as the process: full collections skip it
+            # (see common.app).
+            gc.freeze()
+            worker.work(with_scheduler=True, logging_level=settings.log_level)
             return
         except (RedisConnectionError, RedisTimeoutError):
             log.warning("lost Redis; a new worker starts in %.0f s", delay, exc_info=True)
