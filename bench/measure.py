@@ -46,6 +46,7 @@ _runs = itertools.count()
 HTTP_SECONDS = 8
 RAW_SECONDS = 3
 SUSTAINED_SECONDS = 20
+PROBE_INTERVAL_MS = 20
 USERS = 200
 PASSWORD = "benchmark password"
 # Production settings but for these: registering the users is not measured, so hashing
@@ -248,7 +249,11 @@ class _Stack:
     def send_to_visible(self, users: list[tuple[int, str]], *, rate: float) -> dict[str, Any]:
         """A probe sender and a subscribed reader beside a wrk load at ``rate``."""
         (_, sender_token), (receiver, _) = users[0], users[1]
-        connections = 16
+        connections = 32
+        # Each connection sends, waits for the answer, then pauses: its cycle is the
+        # pause plus the latency, so a short run at the plain pause measures the latency.
+        pause = connections * 1000 / (rate - 1000 / PROBE_INTERVAL_MS)
+        latency = self.send(2, connections=connections, delay_ms=pause).p50_ms
         background: dict[str, wrk.Load] = {}
         seconds = 10
         thread = threading.Thread(
@@ -257,7 +262,7 @@ class _Stack:
                 self.send(
                     seconds + 1,
                     connections=connections,
-                    delay_ms=max(connections * 1000 / rate - 1, 0),
+                    delay_ms=max(pause - latency, 0),
                 ),
             )
         )
@@ -268,6 +273,7 @@ class _Stack:
         self.wait_drained()
         load = background["load"]
         return {
+            "rate": load.rate + len(answered) / seconds,
             "background_rate": load.rate,
             "samples": len(latencies),
             "p50_ms": _percentile(latencies, 50),
@@ -366,8 +372,9 @@ def _probe(
     seconds: float,
     background: threading.Thread,
 ) -> tuple[list[float], list[float]]:
-    """Send a message every 20 ms as one user while ``background`` runs; the receiver's
-    announcements (published once a message is stored) give each send-to-visible time.
+    """Send a message every ``PROBE_INTERVAL_MS`` as one user while ``background`` runs; the
+    receiver's announcements (published once a message is stored) give each
+    send-to-visible time.
     Returns the times to the 202 answers and to the announcements, in ms."""
     sent: dict[int, float] = {}
     seen: dict[int, float] = {}
@@ -396,7 +403,7 @@ def _probe(
             answer.raise_for_status()
             sent[answer.json()["id"]] = started
             answered.append((time.perf_counter() - started) * 1000)
-            time.sleep(max(0.0, 0.02 - (time.perf_counter() - started)))
+            time.sleep(max(0.0, PROBE_INTERVAL_MS / 1000 - (time.perf_counter() - started)))
     background.join()
     deadline = time.perf_counter() + 30
     while set(sent) - set(seen) and time.perf_counter() < deadline:
