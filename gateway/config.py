@@ -7,8 +7,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from common.ratelimit import Rate, RateSetting
 from common.settings import TokenSettings
-from gateway.ratelimit import Rate, RateSetting
 
 
 class Settings(TokenSettings):
@@ -29,7 +29,6 @@ class Settings(TokenSettings):
     login_rate_per_username: RateSetting = Rate(limit=10, period=300)
     login_rate_per_address: RateSetting = Rate(limit=60, period=60)
     register_rate_per_address: RateSetting = Rate(limit=150, period=60)
-    send_rate_per_user: RateSetting = Rate(limit=600, period=60)
     # A token's user is checked against user_service once per this many seconds.
     known_users_ttl_seconds: float = Field(60, ge=0)
 

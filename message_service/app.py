@@ -44,6 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 failure_ttl=settings.failed_job_ttl_seconds,
             ),
             max_batch=settings.max_batch,
+            send_rate=settings.send_rate_per_user,
         )
     )
     app.state.outbox = Outbox(

@@ -7,6 +7,7 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from common.ratelimit import Rate, RateSetting
 from common.settings import ServiceSettings
 
 
@@ -24,6 +25,9 @@ class Settings(ServiceSettings):
     id_block_size: int = Field(10000, ge=2)
     # Group commit: at most this many messages per Redis write and per job.
     max_batch: int = Field(1000, ge=1)
+    # Sends per caller, as "sends/seconds", counted in Redis as they are queued (so shared
+    # by every replica).
+    send_rate_per_user: RateSetting = Rate(limit=600, period=60)
     known_users_cache_size: int = Field(100_000, ge=1)
     known_users_ttl_seconds: float = Field(3600, ge=0)
     idempotency_ttl_seconds: int = Field(86400, ge=60)

@@ -33,6 +33,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from common import databases
+from common.ratelimit import Rate
 from message_service.config import Settings as MessageSettings
 from message_service.persistence import QUEUE_NAME, QueuedMessage
 from message_service.queue import JobOptions, MessageQueue, Send
@@ -435,7 +436,10 @@ async def test_a_poison_message_fails_alone_and_can_be_requeued(
         created_at="2026-01-01T00:00:00+00:00",
     )
     with redis.Redis.from_url(fault_stack.redis.url) as client:
-        job_id = MessageQueue(client, JobOptions(5, [0], 3600), max_batch=100).put([Send(poison)])
+        queue = MessageQueue(
+            client, JobOptions(5, [0], 3600), max_batch=100, send_rate=Rate(limit=1, period=1)
+        )
+        job_id = queue.put([Send(poison)]).job_id
         sent = Sent()
         await send_burst(fault_stack, people, 100, sent)
         stored = settle(fault_stack, sent)

@@ -40,11 +40,10 @@ SAMPLE = SampleReceived(
 async def send_message(request: Request, user_id: CurrentUser) -> Response:
     """Send a message as the caller. 202: queued (not yet stored) with its final id.
 
-    The body goes to message_service as it came (it checks it: one parse per send)."""
-    gateway = services(request)
-    await gateway.limiter.hit(gateway.settings.send_rate_per_user, f"send:{user_id}", "messages")
+    The body goes to message_service as it came: it checks the body and the caller's
+    send rate as it queues the message."""
     key = request.headers.get(IDEMPOTENCY_KEY)
-    return await gateway.upstreams.forward(
+    return await services(request).upstreams.forward(
         request,
         "messages",
         "/messages",

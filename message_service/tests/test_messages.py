@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from common.ratelimit import Rate
 from message_service.persistence import PENDING_KEY, QUEUE_NAME
 from tests.fixtures import internal_client
 
@@ -158,6 +159,28 @@ async def test_a_repeated_idempotency_key_returns_the_first_answer(
     drain()
     listed = (await client.get(f"/messages?with_user={bob}", headers=as_user(alice))).json()
     assert [m["content"] for m in listed].count("once") == 2
+
+
+async def test_sends_over_the_callers_rate_are_429_and_not_queued(
+    client, users, drain, message_app, monkeypatch
+) -> None:
+    alice, bob, carol = users
+    monkeypatch.setattr(
+        message_app.state.outbox.batcher.queue, "send_rate", Rate(limit=3, period=60)
+    )
+    drain()
+    # Sent together, so that admitted and refused sends share batches.
+    answers = await asyncio.gather(*(send(client, alice, bob, f"n{n}") for n in range(5)))
+    assert sorted(a.status_code for a in answers) == [202, 202, 202, 429, 429]
+    for refused in (a for a in answers if a.status_code == 429):
+        assert refused.json()["code"] == "too_many_requests"
+        assert refused.headers["retry-after"] in ("19", "20")
+    # Another caller has a budget of its own.
+    assert (await send(client, carol, bob, "mine")).status_code == 202
+    drain()
+    listed = (await client.get(f"/messages?with_user={bob}", headers=as_user(alice))).json()
+    admitted = [a.json()["id"] for a in answers if a.status_code == 202]
+    assert sorted(m["id"] for m in listed) == sorted(admitted)
 
 
 async def test_concurrent_sends_share_jobs_and_are_each_stored_once(

@@ -14,6 +14,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
+from common.ratelimit import Rate
 from message_service.persistence import (
     PENDING_KEY,
     QUEUE_NAME,
@@ -25,6 +26,7 @@ from message_service.queue import JobOptions, MessageQueue, Send
 from worker.main import MessageWorker
 
 NO_RETRY = JobOptions(timeout=10, retry_intervals=[], failure_ttl=3600)
+UNLIMITED = Rate(limit=1_000_000, period=1)
 
 
 def message(content: str = "hello", receiver: int = 2) -> QueuedMessage:
@@ -39,8 +41,10 @@ def message(content: str = "hello", receiver: int = 2) -> QueuedMessage:
 
 def enqueue(queue: Queue, messages: list[QueuedMessage]) -> str:
     """Queue ``messages`` as a job of their own (it is full: nothing joins it)."""
-    full = MessageQueue(queue.connection, NO_RETRY, max_batch=len(messages))
-    return full.put([Send(m) for m in messages])
+    full = MessageQueue(queue.connection, NO_RETRY, max_batch=len(messages), send_rate=UNLIMITED)
+    job_id = full.put([Send(m) for m in messages]).job_id
+    assert job_id is not None
+    return job_id
 
 
 @pytest.fixture
@@ -80,18 +84,20 @@ async def test_the_same_batch_persisted_twice_leaves_one_row_each(queue, drain, 
 async def test_batches_join_the_job_waiting_at_the_tail_while_it_has_room(
     queue, drain, stored
 ) -> None:
-    messages = MessageQueue(queue.connection, NO_RETRY, max_batch=3)
+    messages = MessageQueue(queue.connection, NO_RETRY, max_batch=3, send_rate=UNLIMITED)
     first, second, third, fourth, fifth = (message(f"m{n}") for n in range(5))
-    waiting = messages.put([Send(first)])
+    waiting = messages.put([Send(first)]).job_id
+    assert waiting is not None
     replayable = Send(second, idempotency=("anonchat:test:idem", "answer", 60))
-    assert messages.put([replayable, Send(third)]) == waiting
+    assert messages.put([replayable, Send(third)]).job_id == waiting
     assert queue.connection.get("anonchat:test:idem") == b"answer"
     # Full: the next batch starts a job of its own.
-    after_full = messages.put([Send(fourth)])
+    after_full = messages.put([Send(fourth)]).job_id
+    assert after_full is not None
     assert after_full != waiting
     # A job a worker has taken gets nothing more.
     take_out_of_queue(queue, after_full)
-    assert messages.put([Send(fifth)]) not in (waiting, after_full)
+    assert messages.put([Send(fifth)]).job_id not in (waiting, after_full)
     assert queue.count == 2
     Job.fetch(after_full, connection=queue.connection, serializer=JSONSerializer).perform()
     drain()
@@ -99,6 +105,33 @@ async def test_batches_join_the_job_waiting_at_the_tail_while_it_has_room(
     assert not queue.connection.exists(batch_key(waiting), batch_key(after_full))
     ids = [str(m["id"]) for m in (first, second, third, fourth, fifth)]
     assert queue.connection.hmget(PENDING_KEY, ids) == [None] * 5
+
+
+async def test_a_batch_queues_only_the_sends_within_their_senders_rate(queue) -> None:
+    messages = MessageQueue(
+        queue.connection, NO_RETRY, max_batch=10, send_rate=Rate(limit=2, period=60)
+    )
+    sender = uuid.uuid4().int % 10**9 + 10**9
+    sends = [
+        Send(message(f"r{n}") | {"sender_id": sender}, idempotency=(f"anonchat:test:{n}", "a", 60))
+        for n in range(4)
+    ]
+    # A new job: the first two are within the rate, the third is not.
+    put = messages.put(sends[:3])
+    assert put.waits[:2] == [0, 0]
+    assert 29_000 < put.waits[2] <= 30_000
+    assert put.job_id is not None
+    batch = queue.connection.lrange(batch_key(put.job_id), 0, -1)
+    assert [json.loads(m)["content"] for m in batch] == ["r0", "r1"]
+    # The waiting job has room, but the sender has no budget left.
+    assert messages.put(sends[3:]).job_id is None
+    assert queue.connection.llen(batch_key(put.job_id)) == 2
+    records = [f"anonchat:test:{n}" for n in range(4)]
+    assert [queue.connection.exists(r) for r in records] == [1, 1, 0, 0]
+    assert queue.connection.hmget(PENDING_KEY, [str(s.message["id"]) for s in sends])[2:] == [
+        None,
+        None,
+    ]
 
 
 async def test_each_stored_message_is_announced_to_its_receiver(queue, drain) -> None:
