@@ -15,7 +15,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from redis import Redis
 from rq.job import Job, JobStatus
@@ -64,7 +64,7 @@ class Blocker:
     member: str
     job_id: str
     running: bool
-    waiting: set[int] = field(default_factory=set)
+    waiting: set[int]
 
 
 def acceptance_order(messages: Iterable[Queued]) -> list[Queued]:
@@ -108,14 +108,12 @@ def held_back(redis: Redis, remaining: Sequence[Queued]) -> dict[str, Blocker]:
                 jobs[member] = parse_pending_entry(entry)["job_id"]
         pipe.execute()
     statuses = _statuses(redis, set(jobs.values()))
-    held: dict[str, Blocker] = {}
-    for member, waiting in candidates.values():
-        job_id = jobs.get(member)
-        if job_id is None or statuses[job_id] not in IN_FLIGHT:
-            continue
-        blocker = held.setdefault(member, Blocker(member, job_id, statuses[job_id] == STARTED))
-        blocker.waiting.update(waiting)
-    return held
+    # A message sits in one conversation, so each blocker comes from one candidate.
+    return {
+        member: Blocker(member, jobs[member], statuses[jobs[member]] == STARTED, set(waiting))
+        for member, waiting in candidates.values()
+        if member in jobs and statuses[jobs[member]] in IN_FLIGHT
+    }
 
 
 def unchanged(redis: Redis, blockers: dict[str, Blocker]) -> bool:
