@@ -29,12 +29,17 @@ NO_RETRY = JobOptions(timeout=10, retry_intervals=[], failure_ttl=3600)
 UNLIMITED = Rate(limit=1_000_000, period=1)
 
 
+# Above any id a user gets in a test run: the messages these tests store share the
+# database with the end-to-end tests' users, who must not see them.
+NOBODY = 10**12
+
+
 def message(content: str = "hello", receiver: int = 2) -> QueuedMessage:
     return QueuedMessage(
         id=uuid.uuid4().int % 10**15 + 10**15,
         content=content,
-        sender_id=1,
-        receiver_id=receiver,
+        sender_id=NOBODY + 1,
+        receiver_id=NOBODY + receiver,
         created_at=datetime.now(UTC).isoformat(),
     )
 
@@ -135,11 +140,10 @@ async def test_a_batch_queues_only_the_sends_within_their_senders_rate(queue) ->
 
 
 async def test_each_stored_message_is_announced_to_its_receiver(queue, drain) -> None:
-    receiver = uuid.uuid4().int % 10**9 + 10**9
+    sent = message("ping", receiver=uuid.uuid4().int % 10**9 + 10**9)
     pubsub = queue.connection.pubsub()
-    pubsub.subscribe(user_channel(receiver))
+    pubsub.subscribe(user_channel(sent["receiver_id"]))
     assert pubsub.get_message(timeout=1)["type"] == "subscribe"
-    sent = message("ping", receiver=receiver)
     enqueue(queue, [sent])
     drain()
     announced = pubsub.get_message(timeout=5)
