@@ -2,7 +2,8 @@
 and the real processes on free ports.
 
 Postgres and Redis come from ANONCHAT_TEST_POSTGRES_URL / ANONCHAT_TEST_REDIS_URL, else
-from testcontainers when a Docker engine answers, else from the local servers. Every run
+from the local servers on the default ports, else from testcontainers when a Docker engine
+answers. Every run
 creates its own databases and Redis db and removes them afterwards.
 """
 
@@ -80,7 +81,13 @@ def servers() -> Iterator[Servers]:
     """The Postgres and Redis servers this run uses (never their existing data)."""
     postgres_url = os.environ.get("ANONCHAT_TEST_POSTGRES_URL")
     redis_url = os.environ.get("ANONCHAT_TEST_REDIS_URL")
+    if not postgres_url and infra.postgres_answers(infra.LOCAL_POSTGRES):
+        postgres_url = infra.LOCAL_POSTGRES
+    if not redis_url and infra.redis_answers(infra.LOCAL_REDIS):
+        redis_url = infra.LOCAL_REDIS
     with ExitStack() as stack:
+        # Containers only where no server answers: a Docker engine may be up without a
+        # registry to pull the images from.
         if not (postgres_url and redis_url) and infra.docker_answers():
             postgres_url, redis_url = stack.enter_context(infra.containers())
         postgres_url = postgres_url or infra.LOCAL_POSTGRES
