@@ -53,8 +53,8 @@ def docker_answers() -> bool:
 @contextlib.contextmanager
 def containers() -> Iterator[tuple[str, str]]:
     """Throwaway Postgres and Redis containers; yields their URLs."""
-    from testcontainers.postgres import PostgresContainer
-    from testcontainers.redis import RedisContainer
+    from testcontainers.community.postgres import PostgresContainer
+    from testcontainers.community.redis import RedisContainer
 
     with (
         PostgresContainer("postgres:15-alpine", driver="psycopg") as postgres,
