@@ -15,8 +15,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import OperationalError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Send
 
 log = logging.getLogger(__name__)
@@ -87,8 +90,19 @@ class TooManyRequests(AppError):
 
 
 class ServiceUnavailable(AppError):
+    """A dependency does not answer: always with ``Retry-After``, so that clients back off."""
+
     status_code = 503
     code = "service_unavailable"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail, errors=errors, headers={"Retry-After": "1", **(headers or {})})
 
 
 class UpstreamTimeout(AppError):
@@ -176,14 +190,34 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, detail, headers=dict(exc.headers or {}))
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+def unavailable(what: str) -> JSONResponse:
+    """The 503 for a dependency that does not answer: the client may retry shortly."""
     return error_response(
         503,
-        "the database is unavailable, try again shortly",
+        f"{what} is unavailable, try again shortly",
         code="service_unavailable",
         headers={"Retry-After": "1"},
     )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    lost = isinstance(exc, OperationalError | InterfaceError | PoolTimeout)
+    if isinstance(exc, DBAPIError) and not lost and not exc.connection_invalidated:
+        return await _unexpected_error(request, exc)
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return unavailable("the database")
+
+
+async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return unavailable("the message store")
+
+
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    # Nobody reads this answer: the client closed the connection before its request was
+    # in. Not a server error, so one line and no traceback.
+    log.info("client went away during %s %s", request.method, request.url.path)
+    return error_response(400, "the client closed the connection", code="client_disconnected")
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -196,7 +230,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(RedisError, _redis_unavailable)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

@@ -38,12 +38,6 @@ class IdAllocator:
         self._fetching: asyncio.Task[None] | None = None
         self._failed_at = -RETRY_AFTER_FAILURE
 
-    @property
-    def in_hand(self) -> int:
-        """How many ids this replica can still hand out without Postgres."""
-        spare = self._spare[1] - self._spare[0] if self._spare else 0
-        return self._end - self._next + spare
-
     async def next_id(self) -> int:
         """A new message id."""
         while self._next >= self._end:
@@ -67,8 +61,7 @@ class IdAllocator:
         await asyncio.shield(self._fetching)
         if self._spare is None and self._next >= self._end:
             raise ServiceUnavailable(
-                "messages cannot be accepted right now (message ids unavailable), retry shortly",
-                headers={"Retry-After": "1"},
+                "messages cannot be accepted right now (message ids unavailable), retry shortly"
             )
 
     async def _take_block(self) -> None:
