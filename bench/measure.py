@@ -25,11 +25,9 @@ from sqlalchemy import create_engine
 
 from bench import raw, wrk
 from bench.baseline import Base as BaselineBase
-from common import databases
-from message_service.persistence import PENDING_KEY, QUEUE_NAME, user_channel
-from stack import infra
+from message_service.persistence.queued import PENDING_KEY, QUEUE_NAME, STORED_CHANNEL
+from stack import databases, infra
 from stack.processes import (
-    ROOT,
     Process,
     StackConfig,
     free_port,
@@ -131,11 +129,7 @@ def _baseline(postgres_url: str, users_file: Path) -> dict[str, Any]:
 def _anonchat(
     postgres_url: str, redis_url: str, scratch: Path, progress: Progress
 ) -> dict[str, Any]:
-    urls = {}
-    for service, name in (("user_service", "bench_users"), ("message_service", "bench_messages")):
-        urls[service] = infra.with_database(postgres_url, name)
-        databases.create_database(urls[service])
-        databases.upgrade(ROOT / service, urls[service])
+    urls = databases.create_and_migrate(postgres_url, "bench")
     config = StackConfig(
         users_database_url=urls["user_service"],
         messages_database_url=urls["message_service"],
@@ -373,21 +367,22 @@ def _probe(
     background: threading.Thread,
 ) -> tuple[list[float], list[float]]:
     """Send a message every ``PROBE_INTERVAL_MS`` as one user while ``background`` runs; the
-    receiver's announcements (published once a message is stored) give each
-    send-to-visible time.
+    announcements of stored batches give each send-to-visible time.
     Returns the times to the 202 answers and to the announcements, in ms."""
     sent: dict[int, float] = {}
     seen: dict[int, float] = {}
     answered: list[float] = []
     pubsub = redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-    pubsub.subscribe(user_channel(receiver))
+    pubsub.subscribe(STORED_CHANNEL)
     stop_reading = threading.Event()
 
     def read() -> None:
         while not stop_reading.is_set():
             message = pubsub.get_message(timeout=0.1)
             if message is not None:
-                seen[json.loads(message["data"])["id"]] = time.perf_counter()
+                now = time.perf_counter()
+                for stored in json.loads(message["data"])["ids"]:
+                    seen[stored] = now
 
     reader = threading.Thread(target=read)
     reader.start()

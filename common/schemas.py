@@ -117,6 +117,7 @@ Content = Annotated[
 
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
+IDEMPOTENCY_KEY_MAX = 200
 IDEMPOTENCY_KEY_HELP = "repeat a send safely: the same key returns the first answer"
 
 

@@ -9,16 +9,23 @@ import aiohttp
 import redis
 import redis.asyncio
 from fastapi import FastAPI, Request
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from common.app import build_app
 from common.db import database_ready
 from common.users import KnownUsers
 from message_service.config import Settings, get_settings
+from message_service.enqueue import Batcher, JobOptions, MessageQueue
+from message_service.idempotency import StoredSends
 from message_service.ids import IdAllocator
-from message_service.queue import Batcher, JobOptions, MessageQueue
 from message_service.routes import messages
-from message_service.service import Outbox
+from message_service.state import MessageService, current
+
+# Connections to Postgres per replica: sends use none (their ids come in blocks), reads
+# one each for a statement.
+DATABASE_POOL_SIZE = 10
+# user_service answers the receiver checks; a slow one must not hold a send for long.
+USER_SERVICE_TIMEOUT = aiohttp.ClientTimeout(total=5, sock_connect=1)
 
 
 @asynccontextmanager
@@ -26,28 +33,27 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the database pool, the Redis clients and the user_service session; start
     the group-commit task. On shutdown, flush what is waiting and close everything."""
     settings: Settings = app.state.settings
-    engine = create_async_engine(settings.database_url, pool_size=10, pool_pre_ping=True)
-    app.state.engine = engine
-    app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
-    app.state.redis = redis.asyncio.Redis.from_url(settings.redis_url, decode_responses=True)
+    engine = create_async_engine(
+        settings.database_url, pool_size=DATABASE_POOL_SIZE, pool_pre_ping=True
+    )
+    async_redis = redis.asyncio.Redis.from_url(settings.redis_url, decode_responses=True)
+    # The queueing script runs in a thread (it is one blocking round trip per batch).
     sync_redis = redis.Redis.from_url(settings.redis_url)
-    http = aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=5, sock_connect=1),
-        cookie_jar=aiohttp.DummyCookieJar(),
+    http = aiohttp.ClientSession(timeout=USER_SERVICE_TIMEOUT, cookie_jar=aiohttp.DummyCookieJar())
+    queue = MessageQueue(
+        sync_redis,
+        JobOptions(
+            retry_intervals=settings.retry_intervals,
+            failure_ttl=settings.failed_job_ttl_seconds,
+        ),
+        max_batch=settings.max_batch,
+        send_rate=settings.send_rate_per_user,
     )
-    batcher = Batcher(
-        MessageQueue(
-            sync_redis,
-            JobOptions(
-                timeout=settings.job_timeout_seconds,
-                retry_intervals=settings.retry_intervals,
-                failure_ttl=settings.failed_job_ttl_seconds,
-            ),
-            max_batch=settings.max_batch,
-            send_rate=settings.send_rate_per_user,
-        )
-    )
-    app.state.outbox = Outbox(
+    batcher = Batcher(queue, stored_answers=StoredSends(engine))
+    app.state.service = MessageService(
+        settings=settings,
+        engine=engine,
+        redis=async_redis,
         ids=IdAllocator(engine=engine, block_size=settings.id_block_size),
         users=KnownUsers(
             session=http,
@@ -57,9 +63,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             ttl=settings.known_users_ttl_seconds,
         ),
         batcher=batcher,
-        redis=app.state.redis,
-        max_content_length=settings.max_content_length,
-        idempotency_ttl=settings.idempotency_ttl_seconds,
     )
     batcher.start()
     try:
@@ -67,17 +70,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await batcher.stop()
         await http.close()
-        await app.state.redis.aclose()
+        await async_redis.aclose()
         sync_redis.close()
         await engine.dispose()
 
 
 async def _database(request: Request) -> bool:
-    return await database_ready(request.app.state.engine)
+    return await database_ready(current(request).engine)
 
 
 async def _redis(request: Request) -> bool:
-    return bool(await request.app.state.redis.ping())
+    return bool(await current(request).redis.ping())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

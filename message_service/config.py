@@ -30,11 +30,10 @@ class Settings(ServiceSettings):
     send_rate_per_user: RateSetting = Rate(limit=600, period=60)
     known_users_cache_size: int = Field(100_000, ge=1)
     known_users_ttl_seconds: float = Field(3600, ge=0)
-    idempotency_ttl_seconds: int = Field(86400, ge=60)
-    job_timeout_seconds: int = Field(30, ge=1)
-    # Waits between the attempts of a job whose database write failed (RQ Retry), about
-    # 34 minutes in all. The first is 0: a dead worker's job is requeued at once by the
-    # maintenance pass that finds it, without waiting for RQ's scheduler.
+    # Waits between the attempts of a job that failed (RQ Retry), about 34 minutes in
+    # all; a job that cannot reach Postgres does not fail, it waits. The first is 0: a
+    # dead worker's job is requeued at once by the maintenance pass that finds it,
+    # without waiting for RQ's scheduler.
     retry_intervals: list[int] = [0, 1, 2, 5, 10, 30, 60, 120, 300, 600, 900]
     failed_job_ttl_seconds: int = Field(30 * 86400, ge=60)
 

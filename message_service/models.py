@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, Text, func
+from sqlalchemy import BigInteger, DateTime, Identity, Index, LargeBinary, Text, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import metadata
@@ -33,10 +33,19 @@ class Message(Base):
     persisted_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # SHA-256 of the send's Idempotency-Key: a repeat of a stored send is answered from here.
+    idempotency_key: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     __table_args__ = (
         Index("ix_messages_sender_seq", "sender_id", "seq"),
         Index("ix_messages_receiver_seq", "receiver_id", "seq"),
+        Index(
+            "uq_messages_sender_id_idempotency_key",
+            "sender_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
         # One conversation, whoever sent each message.
         Index(
             "ix_messages_conversation_seq",

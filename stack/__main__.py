@@ -3,8 +3,9 @@
 Uses the Postgres and Redis named by ANONCHAT_POSTGRES_URL / ANONCHAT_REDIS_URL, else
 the servers on the default local ports, else throwaway ones started from the installed
 ``postgres`` and ``redis-server`` binaries; creates and migrates the databases; starts
-every service under honcho (one prefixed log stream; Ctrl-C or SIGTERM stops them all,
-and the throwaway servers after them).
+every service under one supervisor (one prefixed log stream; a process that dies is
+reported and started again; Ctrl-C or SIGTERM stops them all, and the throwaway servers
+after them).
 """
 
 from __future__ import annotations
@@ -12,17 +13,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shlex
 import shutil
 import sys
-import threading
+import urllib.error
+import urllib.request
 
-from honcho.manager import Manager
-from honcho.printer import Printer
-
-from common import databases
-from stack import infra, servers
-from stack.processes import ROOT, StackConfig, free_port, stack_processes, wait_healthy
+from stack import databases, infra, servers
+from stack.processes import StackConfig, free_port, stack_processes
+from stack.supervisor import Supervisor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,15 +82,7 @@ def _servers(cleanup: contextlib.ExitStack, *, throwaway: bool) -> tuple[str, st
 
 
 def _run(args: argparse.Namespace, postgres_url: str, redis_url: str) -> int:
-    urls = {}
-    for service, name in (
-        ("user_service", "anonchat_users"),
-        ("message_service", "anonchat_messages"),
-    ):
-        urls[service] = infra.with_database(postgres_url, name)
-        databases.create_database(urls[service], exist_ok=True)
-        databases.upgrade(ROOT / service, urls[service])
-
+    urls = databases.create_and_migrate(postgres_url, "anonchat", exist_ok=True)
     config = StackConfig(
         users_database_url=urls["user_service"],
         messages_database_url=urls["message_service"],
@@ -102,23 +92,25 @@ def _run(args: argparse.Namespace, postgres_url: str, redis_url: str) -> int:
         message_service_port=free_port(),
         workers=args.workers,
     )
-    manager = Manager(Printer(sys.stdout))
-    for process in stack_processes(config):
-        command = "exec " + shlex.join(process.argv)
-        manager.add_process(process.name, command, env={**os.environ, **process.env}, cwd=str(ROOT))
+    supervisor = Supervisor(stack_processes(config), sys.stdout)
     gateway = f"http://127.0.0.1:{args.port}"
-    threading.Thread(target=_announce, args=(gateway,), daemon=True).start()
-    manager.loop()
-    return int(manager.returncode or 0)
+    announced = False
+
+    def announce_once_ready() -> None:
+        nonlocal announced
+        if not announced and _ready(f"{gateway}/readyz"):
+            announced = True
+            supervisor.say("anonchat", f"ready, the gateway answers on {gateway}")
+
+    return supervisor.run(every_second=announce_once_ready)
 
 
-def _announce(gateway: str) -> None:
+def _ready(url: str) -> bool:
     try:
-        wait_healthy(f"{gateway}/readyz", timeout=60)
-    except TimeoutError:
-        print(f"anonchat: {gateway}/readyz is still not ready", flush=True)  # noqa: T201
-        return
-    print(f"anonchat: ready, the gateway answers on {gateway}", flush=True)  # noqa: T201
+        with urllib.request.urlopen(url, timeout=0.5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Creating, dropping and migrating the services' databases (the run command, the
-tests and the operators' tools use these; the services themselves do not)."""
+benchmark and the tests use these; the services themselves do not)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from alembic import command
 from alembic.config import Config
 from psycopg import sql
 from sqlalchemy.engine import make_url
+
+from stack.infra import with_database
+from stack.processes import ROOT
 
 
 def _admin_conninfo(url: str) -> tuple[str, str]:
@@ -49,6 +52,21 @@ def alembic_config(service_dir: Path, url: str | None = None) -> Config:
     if url is not None:
         config.attributes["database_url"] = url
     return config
+
+
+# Each database owner, and the name its database gets after a prefix.
+OWNERS = {"user_service": "users", "message_service": "messages"}
+
+
+def create_and_migrate(server_url: str, prefix: str, *, exist_ok: bool = False) -> dict[str, str]:
+    """Create ``<prefix>_users`` and ``<prefix>_messages`` on the server at ``server_url``
+    and migrate each to head; their URLs, by owning service."""
+    urls = {}
+    for service, name in OWNERS.items():
+        urls[service] = with_database(server_url, f"{prefix}_{name}")
+        create_database(urls[service], exist_ok=exist_ok)
+        upgrade(ROOT / service, urls[service])
+    return urls
 
 
 def upgrade(service_dir: Path, url: str, revision: str = "head") -> None:

@@ -15,19 +15,16 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 import redis
 from fastapi import FastAPI
 
-from common import databases
 from message_service.app import create_app as create_message_service
 from message_service.config import Settings as MessageSettings
-from stack import infra
+from stack import databases, infra
 from stack.processes import (
-    ROOT,
     StackConfig,
     free_port,
     spawn,
@@ -39,7 +36,6 @@ from user_service.app import create_app as create_user_service
 from user_service.config import Settings as UserSettings
 from worker import jobs
 from worker.config import Settings as WorkerSettings
-from worker.config import get_settings as get_worker_settings
 from worker.main import build_worker
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -58,10 +54,10 @@ NO_RATE_LIMITS = dict.fromkeys(
     ),
     "1000000/1",
 )
-# A dead worker's job is requeued after job timeout + grace + maintenance interval.
+# A dead worker's job is requeued once its heartbeat lapses, by the next maintenance pass.
 QUICK_RECOVERY_ENV = {
-    "MESSAGE_SERVICE_JOB_TIMEOUT_SECONDS": "4",
-    "WORKER_HEARTBEAT_GRACE_SECONDS": "1",
+    "WORKER_HEARTBEAT_TTL_SECONDS": "4",
+    "WORKER_STATEMENT_TIMEOUT_MS": "3000",
     "WORKER_MAINTENANCE_INTERVAL_SECONDS": "1",
     "WORKER_WORKER_TTL_SECONDS": "16",
 }
@@ -107,26 +103,31 @@ def servers() -> Iterator[Servers]:
         yield Servers(postgres_url, redis_url)
 
 
-def _throwaway_database(servers: Servers, service: str, service_dir: Path) -> Iterator[str]:
-    url = infra.with_database(servers.postgres_url, f"anonchat_test_{RUN_ID}_{service}")
-    databases.create_database(url)
+@pytest.fixture(scope="session")
+def unit_databases(servers: Servers) -> Iterator[dict[str, str]]:
+    """A users and a messages database for the in-process tests, migrated to head."""
+    yield from _throwaway_databases(servers, "unit")
+
+
+@pytest.fixture(scope="session")
+def users_database_url(unit_databases: dict[str, str]) -> str:
+    """The in-process tests' users database."""
+    return unit_databases["user_service"]
+
+
+@pytest.fixture(scope="session")
+def messages_database_url(unit_databases: dict[str, str]) -> str:
+    """The in-process tests' messages database (never the end-to-end stack's)."""
+    return unit_databases["message_service"]
+
+
+def _throwaway_databases(servers: Servers, purpose: str) -> Iterator[dict[str, str]]:
+    urls = databases.create_and_migrate(servers.postgres_url, f"anonchat_test_{RUN_ID}_{purpose}")
     try:
-        databases.upgrade(service_dir, url)
-        yield url
+        yield urls
     finally:
-        databases.drop_database(url)
-
-
-@pytest.fixture(scope="session")
-def users_database_url(servers: Servers) -> Iterator[str]:
-    """A users database of this run's own, migrated to head."""
-    yield from _throwaway_database(servers, "users", ROOT / "user_service")
-
-
-@pytest.fixture(scope="session")
-def messages_database_url(servers: Servers) -> Iterator[str]:
-    """A messages database of this run's own, migrated to head."""
-    yield from _throwaway_database(servers, "messages", ROOT / "message_service")
+        for url in urls.values():
+            databases.drop_database(url)
 
 
 def _claim_redis_db(servers: Servers, purpose: str) -> Iterator[str]:
@@ -210,35 +211,28 @@ async def message_app(message_settings: MessageSettings) -> AsyncIterator[FastAP
 
 
 @pytest.fixture(scope="session")
-def worker_settings(messages_database_url: str, unit_redis_url: str) -> Iterator[WorkerSettings]:
-    """Worker settings for in-process workers; jobs read them from the environment."""
-    environment = {
-        "WORKER_DATABASE_URL": messages_database_url,
-        "WORKER_REDIS_URL": unit_redis_url,
-        "WORKER_ORDER_HOLD_SECONDS": "1.0",
-    }
-    saved = {key: os.environ.get(key) for key in environment}
-    os.environ.update(environment)
-    get_worker_settings.cache_clear()
-    jobs.engine.cache_clear()
-    yield get_worker_settings()
-    jobs.engine().dispose()
-    jobs.engine.cache_clear()
-    get_worker_settings.cache_clear()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+def worker_settings(messages_database_url: str, unit_redis_url: str) -> WorkerSettings:
+    """Worker settings for in-process workers."""
+    return WorkerSettings(database_url=messages_database_url, redis_url=unit_redis_url)
+
+
+@pytest.fixture(scope="session")
+def job_context(worker_settings: WorkerSettings) -> Iterator[jobs.JobContext]:
+    """What the in-process workers' jobs use, with an engine of their own."""
+    context = jobs.JobContext(
+        settings=worker_settings, engine=jobs.create_database_engine(worker_settings)
+    )
+    yield context
+    context.engine.dispose()
 
 
 @pytest.fixture
-def drain(worker_settings: WorkerSettings, unit_redis_url: str) -> Iterator[Callable[[], None]]:
+def drain(job_context: jobs.JobContext, unit_redis_url: str) -> Iterator[Callable[[], None]]:
     """Run every queued job to the end in this process (an RQ SimpleWorker in burst mode)."""
     connection = redis.Redis.from_url(unit_redis_url)
 
     def run() -> None:
-        build_worker(worker_settings, connection).work(burst=True, logging_level="WARNING")
+        build_worker(job_context, connection).work(burst=True, logging_level="WARNING")
 
     yield run
     connection.close()
@@ -273,22 +267,21 @@ def stack_config_for_tests(users_url: str, messages_url: str, redis_url: str) ->
 
 
 @pytest.fixture(scope="session")
-def running_stack(
-    users_database_url: str, messages_database_url: str, redis_url: str
-) -> Iterator[RunningStack]:
+def running_stack(servers: Servers, redis_url: str) -> Iterator[RunningStack]:
     """The real processes (uvicorn, RQ workers), on free ports, as the run command starts
-    them."""
-    config = stack_config_for_tests(users_database_url, messages_database_url, redis_url)
-    running: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        for process in stack_processes(config):
-            running[process.name] = spawn(process)
-            if process.health_url is not None:
-                wait_healthy(process.health_url, timeout=30, process=running[process.name])
-        yield RunningStack(f"http://127.0.0.1:{config.gateway_port}", running, config)
-    finally:
-        for popen in reversed(running.values()):
-            stop(popen)
+    them, on databases of their own."""
+    for urls in _throwaway_databases(servers, "e2e"):
+        config = stack_config_for_tests(urls["user_service"], urls["message_service"], redis_url)
+        running: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            for process in stack_processes(config):
+                running[process.name] = spawn(process)
+                if process.health_url is not None:
+                    wait_healthy(process.health_url, timeout=30, process=running[process.name])
+            yield RunningStack(f"http://127.0.0.1:{config.gateway_port}", running, config)
+        finally:
+            for popen in reversed(running.values()):
+                stop(popen)
 
 
 @pytest.fixture

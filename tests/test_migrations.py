@@ -3,8 +3,7 @@
 import psycopg
 import pytest
 
-from common import databases
-from stack import infra
+from stack import databases, infra
 from stack.processes import ROOT
 from tests.fixtures import RUN_ID, Servers
 

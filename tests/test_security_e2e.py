@@ -307,14 +307,15 @@ def test_a_message_is_readable_by_its_two_parties_only(gateway: httpx.Client) ->
 
 
 def test_a_token_of_a_deleted_user_is_401(
-    gateway: httpx.Client, running_stack: RunningStack, unit_redis_url: str, users_database_url: str
+    gateway: httpx.Client, running_stack: RunningStack, unit_redis_url: str
 ) -> None:
     """Refused as soon as the gateway's cache of known users lets go of it (here at once)."""
     ttl = {"GATEWAY_KNOWN_USERS_TTL_SECONDS": "0"}
     with gateways(running_stack, unit_redis_url, ttl, 1) as (url,):
         doomed = new_user(gateway)
         assert httpx.get(f"{url}/get_users", headers=doomed.headers).status_code == 200
-        with psycopg.connect(users_database_url.replace("+psycopg", "")) as connection:
+        users_database = running_stack.config.users_database_url.replace("+psycopg", "")
+        with psycopg.connect(users_database) as connection:
             connection.execute("DELETE FROM users WHERE id = %s", (doomed.id,))
         refused = httpx.get(f"{url}/get_users", headers=doomed.headers)
     assert refused.status_code == 401

@@ -15,13 +15,13 @@ from redis import Redis, RedisError
 from rq import Queue, Worker
 from sqlalchemy.engine import make_url
 
-from message_service.persistence import QUEUE_NAME
-from worker.config import get_settings
+from message_service.persistence.queued import QUEUE_NAME
+from worker.config import Settings, get_settings
 
 
-def problems() -> list[str]:
+def problems(settings: Settings | None = None) -> list[str]:
     """What keeps this host's worker from working; empty when nothing does."""
-    settings = get_settings()
+    settings = settings or get_settings()
     found: list[str] = []
     url = make_url(settings.database_url).set(drivername="postgresql")
     try:

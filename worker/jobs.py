@@ -1,35 +1,56 @@
-"""The jobs message_service enqueues (by dotted path, with JSON arguments)."""
+"""The job message_service enqueues (by dotted path, with JSON arguments): storing a batch
+of queued messages exactly once, each conversation in acceptance order.
+
+Order without waiting: before storing its messages, a job looks in each of their
+conversations for messages accepted earlier and still queued in other jobs, and stores
+those too, in the same transaction and in acceptance order. Whatever order jobs run in
+(several workers, a retry, a dead worker's job requeued late), a message is never stored
+before an earlier one of its conversation; the other job later finds them stored and
+skips them. A message is stored only if its pending entry is still there once the
+cursor lock is held, so a message deleted while queued is never stored.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
-from functools import lru_cache
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import cast
 
+import psycopg
 from redis import Redis
 from rq import get_current_job
 from sqlalchemy import Connection, Engine, create_engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from message_service.persistence import PENDING_KEY, insert_messages, user_channel
-from worker.config import get_settings
-from worker.ordering import Queued, acceptance_order, give_up_on, held_back, unchanged
+from message_service.persistence.queued import (
+    IDEMPOTENCY_MARGIN_SECONDS,
+    PENDING_KEY,
+    STORED_CHANNEL,
+    PendingEntry,
+    accepted_score,
+    conversation_key,
+    idempotency_record_key,
+    parse_pending_entry,
+)
+from message_service.persistence.store import insert_messages, stored_among, take_cursor_lock
+from worker.config import Settings
 
 log = logging.getLogger(__name__)
-HOLD_POLL_SECONDS = 0.005
-MAX_HOLD_POLL_SECONDS = 0.01
-QUEUED_HOLD_SECONDS = 0.1
+FIRST_DATABASE_RETRY_SECONDS = 0.1
+# SQLSTATE classes and codes that mean the server is gone, not that it refused the data.
+_UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
 
 
 class PoisonMessages(Exception):
     """Messages the database refuses for good; the rest of their batch was stored."""
 
 
-@lru_cache
-def engine() -> Engine:
-    """This process's engine, built on first use (never before a fork)."""
-    settings = get_settings()
+def create_database_engine(settings: Settings) -> Engine:
+    """The engine a worker process stores with, built where it runs jobs."""
     return create_engine(
         settings.database_url,
         pool_size=2,
@@ -37,7 +58,7 @@ def engine() -> Engine:
         connect_args={
             "connect_timeout": 5,
             # A worker killed inside a transaction leaves its session idle in it, holding
-            # the seq lock every other worker needs, until Postgres ends such sessions.
+            # the cursor lock every other worker needs, until Postgres ends such sessions.
             "options": (
                 f"-c statement_timeout={settings.statement_timeout_ms} "
                 f"-c idle_in_transaction_session_timeout={settings.idle_in_transaction_ms}"
@@ -46,108 +67,211 @@ def engine() -> Engine:
     )
 
 
-def persist_batch(batch: str) -> int:
-    """Store the messages of the ``batch`` list exactly once, each conversation in
-    acceptance order, then announce each one to its receiver and drop the list.
+@dataclass
+class JobContext:
+    """What jobs use, installed by the worker process that runs them."""
 
-    A job that runs again (a retry, or a requeue after its worker died) inserts nothing it
-    already inserted. Transient database errors propagate so that RQ retries the job with
-    backoff; a message the database refuses for good is isolated so that the others of its
-    batch are stored, and the job then fails naming it, for an operator to look at.
-    """
+    settings: Settings
+    engine: Engine
+    # Called at least every database_retry_max_seconds while a job waits for Postgres:
+    # the worker renews the job's heartbeat, so that the job keeps its place.
+    keep_alive: Callable[[], None] = field(default=lambda: None)
+    # Told why the worker cannot work (None once it can again), for its health probe.
+    report: Callable[[str | None], None] = field(default=lambda state: None)
+
+
+_installed: JobContext | None = None
+
+
+def install(context: JobContext) -> None:
+    """Make ``context`` what this process's jobs use."""
+    global _installed
+    _installed = context
+
+
+def _context() -> JobContext:
+    if _installed is None:
+        raise RuntimeError("no JobContext installed: jobs run in a worker (worker.main)")
+    return _installed
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """A pending message: its JSON as queued, and where it sits."""
+
+    id: int
+    raw: str
+    entry: PendingEntry
+
+    @classmethod
+    def parse(cls, message_id: int, value: bytes) -> _Queued:
+        entry = parse_pending_entry(value)
+        _, _, raw = value.decode().partition(" ")
+        return cls(message_id, raw, entry)
+
+    @property
+    def conversation(self) -> str:
+        return conversation_key(self.entry["sender_id"], self.entry["receiver_id"])
+
+
+@dataclass
+class _Outcome:
+    """What one transaction did with the candidates it found still pending."""
+
+    handled: list[_Queued] = field(default_factory=list)
+    cursors: dict[int, int] = field(default_factory=dict)
+    refused: list[_Queued] = field(default_factory=list)
+
+
+def persist_batch(batch: str) -> int:
+    """Store the messages of the ``batch`` list (and the earlier ones of their
+    conversations) exactly once, announce them, and drop the list once all are stored.
+
+    A job that runs again (a retry, or a requeue after its worker died) inserts nothing
+    already inserted. While Postgres cannot be reached, the job waits for it (and keeps
+    its place). Other database errors propagate so that RQ retries the job with backoff;
+    a message the database refuses for good is set apart so that the others are stored,
+    and the job then fails naming it, for an operator to look at."""
     job = get_current_job()
     if job is None:
         raise RuntimeError("persist_batch runs inside an RQ job")
     redis: Redis = job.connection
-    # The database first: while it is down, fail at once (RQ retries later) rather than
-    # spend the ordering hold polling Redis for nothing.
-    with engine().connect() as connection:
-        # The job has left the queue, so nothing is appended to its batch any more.
-        messages = acceptance_order(Queued.parse(raw) for raw in redis.lrange(batch, 0, -1))
-        stored = _persist_in_order(redis, connection, messages)
-    redis.delete(batch)
-    return stored
-
-
-def _persist_in_order(redis: Redis, connection: Connection, remaining: list[Queued]) -> int:
-    started = time.monotonic()
-    hold = get_settings().order_hold_seconds
-    stored = 0
-    refused: list[int] = []
-    while remaining:
-        ready, held = _wait_for_ready(redis, remaining, started, hold)
-        inserted, bad = _store(connection, ready)
-        _after_commit(redis, ready, inserted, bad)
-        stored += len(inserted)
-        refused += bad
-        remaining = [m for m in remaining if m.id in held]
+    context = _context()
+    own_ids = [int(member) for member in redis.lrange(batch, 0, -1)]
+    own = _pending(redis, own_ids)
+    candidates = [*own, *_earlier_in_conversations(redis, own.values())]
+    outcome = _store_waiting(context, redis, candidates) if candidates else _Outcome()
+    _after_commit(redis, outcome, own)
+    refused = [message.id for message in outcome.refused if message.id in own]
     if refused:
+        # The list stays for a retry or a requeue, which finds only these still pending.
         raise PoisonMessages(f"the database refused messages {refused}")
-    return stored
+    redis.delete(batch)
+    return len(outcome.cursors)
 
 
-def _wait_for_ready(
-    redis: Redis, remaining: list[Queued], started: float, hold: float
-) -> tuple[list[Queued], set[int]]:
-    """The messages of ``remaining`` free to be stored now, and the ids of those held,
-    once at least one is free. While all are held, only the blockers are watched."""
-    blockers = held_back(redis, remaining)
-    poll = HOLD_POLL_SECONDS
+def _pending(redis: Redis, ids: list[int]) -> dict[int, _Queued]:
+    """The messages of ``ids`` still waiting to be stored."""
+    if not ids:
+        return {}
+    values = cast("list[bytes | None]", redis.hmget(PENDING_KEY, [str(i) for i in ids]))
+    return {i: _Queued.parse(i, v) for i, v in zip(ids, values, strict=True) if v is not None}
+
+
+def _earlier_in_conversations(redis: Redis, own: Iterable[_Queued]) -> list[int]:
+    """Ids of messages queued in other jobs that were accepted before ours in our
+    conversations. One pipelined round trip, whatever the number of conversations."""
+    latest: dict[str, float] = {}
+    ours: set[int] = set()
+    for message in own:
+        ours.add(message.id)
+        score = accepted_score(message.entry)
+        latest[message.conversation] = max(score, latest.get(message.conversation, score))
+    with redis.pipeline(transaction=False) as pipe:
+        for key, score in latest.items():
+            pipe.zrange(key, "-inf", score, byscore=True)
+        found: list[list[bytes]] = pipe.execute()
+    return [int(m) for members in found for m in members if int(m) not in ours]
+
+
+def _store_waiting(context: JobContext, redis: Redis, candidates: list[int]) -> _Outcome:
+    """Store the candidates still pending; while Postgres cannot be reached, wait for it."""
+    delay = FIRST_DATABASE_RETRY_SECONDS
+    waiting_since: float | None = None
     while True:
-        waited = time.monotonic() - started
-        # Behind a running job, wait up to the hold; behind one still queued (it is about
-        # to start, or it sits behind this one on a lone worker) only briefly.
-        expired = [
-            member
-            for member, blocker in blockers.items()
-            if waited > (hold if blocker.running else min(hold, QUEUED_HOLD_SECONDS))
-        ]
-        give_up_on(expired)
-        held = set().union(*(b.waiting for m, b in blockers.items() if m not in expired))
-        ready = [m for m in remaining if m.id not in held]
-        if ready:
-            return ready, held
-        time.sleep(poll)
-        poll = min(poll * 2, MAX_HOLD_POLL_SECONDS)
-        if not unchanged(redis, blockers):
-            blockers = held_back(redis, remaining)
+        try:
+            with context.engine.connect() as connection:
+                outcome = _store(connection, redis, candidates)
+        except DBAPIError as exc:
+            if not unreachable(exc):
+                raise
+            if waiting_since is None:
+                waiting_since = time.monotonic()
+                log.warning("waiting for the database: %s", exc.orig)
+                context.report("waiting for the database")
+            context.keep_alive()
+            time.sleep(delay)
+            delay = min(delay * 2, context.settings.database_retry_max_seconds)
+            continue
+        if waiting_since is not None:
+            log.warning("the database answers again after %.1f s", time.monotonic() - waiting_since)
+            context.report(None)
+        return outcome
 
 
-def _store(connection: Connection, messages: list[Queued]) -> tuple[set[int], list[int]]:
-    """Insert ``messages`` in one transaction; if the database refuses it for anything but
-    a transient fault, one by one, returning the ids it refused."""
+def unreachable(exc: DBAPIError) -> bool:
+    """Whether the error means Postgres cannot be reached (rather than refusing what was
+    sent): the connection failed or was lost, or the server is shutting down or starting."""
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    if state is None:
+        return isinstance(exc.orig, psycopg.OperationalError)
+    return str(state).startswith(_UNREACHABLE_STATES)
+
+
+def _store(connection: Connection, redis: Redis, candidates: list[int]) -> _Outcome:
+    """In one transaction, under the cursor lock: the candidates still pending, inserted
+    in acceptance order; one by one, in a second transaction, if the database refuses the
+    whole."""
     try:
         with connection.begin():
-            return insert_messages(connection, [m.raw for m in messages]), []
-    except OperationalError:
-        raise
-    except DBAPIError:
-        if len(messages) == 1:
-            log.exception("the database refused message %s", messages[0].id)
-            return set(), [messages[0].id]
-    inserted: set[int] = set()
-    refused: list[int] = []
-    for message in messages:
-        one_inserted, one_refused = _store(connection, [message])
-        inserted |= one_inserted
-        refused += one_refused
-    return inserted, refused
+            take_cursor_lock(connection)
+            live = list(_pending(redis, candidates).values())
+            cursors = insert_messages(connection, [m.raw for m in live]) if live else {}
+            outcome = _Outcome(handled=live, cursors=cursors)
+            _note_repeats(connection, outcome)
+            return outcome
+    except DBAPIError as exc:
+        if unreachable(exc):
+            raise
+    outcome = _Outcome()
+    with connection.begin():
+        take_cursor_lock(connection)
+        for message in _pending(redis, candidates).values():
+            try:
+                with connection.begin_nested():
+                    outcome.cursors |= insert_messages(connection, [message.raw])
+                outcome.handled.append(message)
+            except DBAPIError as exc:
+                if unreachable(exc):
+                    raise
+                log.error("the database refused message %s: %s", message.id, exc.orig)
+                outcome.refused.append(message)
+        _note_repeats(connection, outcome)
+    return outcome
 
 
-def _after_commit(
-    redis: Redis, messages: list[Queued], inserted: set[int], refused: list[int]
-) -> None:
-    """Drop the batch from the queued bookkeeping; announce what was inserted."""
+def _note_repeats(connection: Connection, outcome: _Outcome) -> None:
+    """Log the messages skipped as repeats of a stored send's Idempotency-Key (accepted
+    while Postgres could not be asked, so they got an id of their own)."""
+    skipped = [m.id for m in outcome.handled if m.id not in outcome.cursors]
+    if not skipped:
+        return
+    repeats = set(skipped) - stored_among(connection, skipped)
+    for message_id in sorted(repeats):
+        log.warning("message %s repeats a stored send's Idempotency-Key: not stored", message_id)
+
+
+def _after_commit(redis: Redis, outcome: _Outcome, own: dict[int, _Queued]) -> None:
+    """Drop what is stored from the queue's bookkeeping and announce it. A refused
+    message of this job leaves its conversation (nothing waits for it any more) but keeps
+    its pending entry, which says it failed; one of another job is left to that job."""
     by_conversation: dict[str, list[str]] = defaultdict(list)
-    for message in messages:
+    leaving = outcome.handled + [m for m in outcome.refused if m.id in own]
+    for message in leaving:
         by_conversation[message.conversation].append(str(message.id))
-    done = [str(m.id) for m in messages if m.id not in refused]
     with redis.pipeline(transaction=False) as pipe:
         for key, members in by_conversation.items():
             pipe.zrem(key, *members)
-        if done:
-            pipe.hdel(PENDING_KEY, *done)
-        for message in messages:
-            if message.id in inserted:
-                pipe.publish(user_channel(message.message["receiver_id"]), message.raw)
+        if outcome.handled:
+            pipe.hdel(PENDING_KEY, *(str(m.id) for m in outcome.handled))
+        for message in outcome.handled:
+            key_hash = message.entry.get("idempotency_key")
+            if key_hash is not None and message.id in outcome.cursors:
+                record = idempotency_record_key(message.entry["sender_id"], key_hash)
+                pipe.expire(record, IDEMPOTENCY_MARGIN_SECONDS)
+        if outcome.cursors:
+            announcement = {"up_to": max(outcome.cursors.values()), "ids": list(outcome.cursors)}
+            pipe.publish(STORED_CHANNEL, json.dumps(announcement))
         pipe.execute()

@@ -1,14 +1,15 @@
 """Start one worker on the messages queue: ``python -m worker``.
 
-A ``SimpleWorker`` (no fork per job): measured here, the forking worker ran 72 no-op and
-13 one-insert jobs/s, ``SimpleWorker`` 278 and 218, since each fork opened its own
-database connection. Scale out by starting more processes against the same Redis.
+A ``SimpleWorker`` (no fork per job): measured here, the forking worker ran 13 one-insert
+jobs/s and ``SimpleWorker`` 218, since each fork opened its own database connection.
+Scale out by starting more processes against the same Redis.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import time
 
@@ -19,44 +20,62 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-# Jobs name worker.jobs by dotted path; importing it here spares the first job the cost.
-import worker.jobs  # noqa: F401
+from common.lifetime import die_with_parent
 from common.logging import configure_logging
-from message_service.persistence import QUEUE_NAME
-from worker.config import Settings, get_settings
+from message_service.persistence.queued import QUEUE_NAME
+from message_service.persistence.rq_layout import forget_dead_executions
+
+# Jobs name worker.jobs by dotted path; importing it here spares the first job the cost.
+from worker import jobs
+from worker.config import get_settings
 
 log = logging.getLogger(__name__)
 
 
 class MessageWorker(SimpleWorker):
-    """A SimpleWorker whose jobs count as abandoned soon after their timeout.
+    """A SimpleWorker whose running job keeps a short heartbeat, renewed while the job
+    waits for Postgres, so that a dead worker's job is requeued soon and a waiting one
+    never is."""
 
-    RQ gives a SimpleWorker's job ``timeout + 60`` seconds before a maintenance pass may
-    take it for abandoned. A live SimpleWorker kills a job at its timeout, so a few
-    seconds of grace suffice, and a dead worker's job is requeued that much sooner.
-    """
-
-    heartbeat_grace = 5
+    def __init__(self, *args: object, context: jobs.JobContext, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.context = context
 
     def get_heartbeat_ttl(self, job: Job) -> int:
-        """The job timeout plus a short grace."""
-        if not job.timeout or job.timeout < 0:
-            return int(super().get_heartbeat_ttl(job))
-        return int(job.timeout) + self.heartbeat_grace
+        """The configured heartbeat of a running job, whatever its timeout."""
+        return self.context.settings.heartbeat_ttl_seconds
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        """Run ``job``, renewing its heartbeat whenever it waits. Runs of it that died with
+        their worker are forgotten first: RQ would fail the job over them once it ends."""
+        forget_dead_executions(self.connection, job.id)
+        self.context.keep_alive = lambda: self.maintain_heartbeats(job)
+        try:
+            return bool(super().perform_job(job, queue))
+        finally:
+            self.context.keep_alive = lambda: None
 
 
-def build_worker(settings: Settings, redis: Redis) -> MessageWorker:
-    """A worker on the messages queue with this deployment's maintenance settings."""
+def build_worker(context: jobs.JobContext, redis: Redis) -> MessageWorker:
+    """A worker on the messages queue whose jobs use ``context``."""
+    settings = context.settings
+    jobs.install(context)
     queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
-    worker = MessageWorker(
+    return MessageWorker(
         [queue],
         connection=redis,
         serializer=JSONSerializer,
         maintenance_interval=settings.maintenance_interval_seconds,
         worker_ttl=settings.worker_ttl_seconds,
+        context=context,
     )
-    worker.heartbeat_grace = settings.heartbeat_grace_seconds
-    return worker
+
+
+def _in_forked_child(context: jobs.JobContext) -> None:
+    # RQ runs its scheduler in a forked child: it must not outlive the worker, nor touch
+    # the worker's database connections.
+    die_with_parent(signal.SIGKILL)
+    context.engine.dispose(close=False)
 
 
 def main() -> None:
@@ -68,11 +87,13 @@ def main() -> None:
     """
     settings = get_settings()
     configure_logging(settings.log_level)
+    context = jobs.JobContext(settings=settings, engine=jobs.create_database_engine(settings))
+    os.register_at_fork(after_in_child=lambda: _in_forked_child(context))
     delay = 1.0
     while True:
         redis = Redis.from_url(settings.redis_url)
         try:
-            worker = build_worker(settings, redis)
+            worker = build_worker(context, redis)
             # What is loaded by now lives as long as the process: full collections skip it
             # (see common.app).
             gc.freeze()

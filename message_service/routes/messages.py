@@ -21,9 +21,9 @@ from common.schemas import (
     PageLimit,
     SendMessage,
 )
-from message_service import service
-from message_service.deps import CallerDep, ReaderDep, RedisDep, SessionDep
-from message_service.service import Outbox
+from message_service import reading, sending
+from message_service.deps import CallerDep, ReaderDep, ServiceDep
+from message_service.state import current
 
 router = APIRouter(tags=["messages"])
 _PAGE = TypeAdapter(list[MessageRead])
@@ -33,25 +33,30 @@ _PAGE = TypeAdapter(list[MessageRead])
     "/messages",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=MessageQueued,
-    responses=error_responses(401, 403, 404, 409, 422, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 429, 503),
     openapi_extra=documented(SendMessage, headers={IDEMPOTENCY_KEY: IDEMPOTENCY_KEY_HELP}),
 )
-async def send_message(request: Request) -> Response:
+async def send(request: Request) -> Response:
     """Queue a message from the caller; 202 once Redis holds it, with its final id."""
     caller = caller_id(request.headers.get(USER_ID_HEADER))
     data = await read_body(request, SendMessage)
-    outbox: Outbox = request.app.state.outbox
-    answer, replayed = await service.send_message(
-        outbox=outbox,
+    accepted = await sending.accept(
+        service=current(request),
         caller=caller,
         data=data,
         idempotency_key=request.headers.get(IDEMPOTENCY_KEY),
+    )
+    answer = MessageQueued(
+        id=accepted.id,
+        sender_id=caller,
+        receiver_id=data.receiver_id,
+        created_at=accepted.created_at,
     )
     return Response(
         answer.model_dump_json(),
         status_code=status.HTTP_202_ACCEPTED,
         media_type="application/json",
-        headers={"Idempotency-Replayed": "true"} if replayed else None,
+        headers={"Idempotency-Replayed": "true"} if accepted.replayed else None,
     )
 
 
@@ -65,7 +70,7 @@ async def list_messages(
     cursor: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> Response:
     """The caller's messages, oldest first; ``Link`` names the next page while more remain."""
-    rows = await service.list_messages(
+    rows = await reading.list_messages(
         connection=reader, caller=caller, with_user=with_user, after_seq=cursor, limit=limit + 1
     )
     page = rows[:limit]
@@ -85,12 +90,12 @@ async def list_messages(
 async def get_message(
     message_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)],
     caller: CallerDep,
-    session: SessionDep,
-    redis: RedisDep,
+    reader: ReaderDep,
+    service: ServiceDep,
 ) -> MessageStatus:
     """One message the caller sent or received, with where it is on its way to storage."""
-    message, state = await service.message_status(
-        session=session, redis=redis, caller=caller, message_id=message_id
+    message, state = await reading.message_status(
+        connection=reader, redis=service.redis, caller=caller, message_id=message_id
     )
     if isinstance(message, dict):
         return MessageStatus.model_validate({**message, "status": state})

@@ -2,7 +2,8 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +13,9 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from common.ratelimit import Rate
-from message_service.persistence import PENDING_KEY, QUEUE_NAME
+from message_service.app import create_app as create_message_service
+from message_service.persistence.queued import PENDING_KEY, QUEUE_NAME
+from stack.processes import free_port
 from tests.fixtures import internal_client
 
 
@@ -31,7 +34,7 @@ def users(message_app: FastAPI) -> tuple[int, int, int]:
     """Three users message_service already knows exist."""
     ids = (new_user_id(), new_user_id(), new_user_id())
     for user_id in ids:
-        message_app.state.outbox.users.remember(user_id)
+        message_app.state.service.users.remember(user_id)
     return ids
 
 
@@ -39,11 +42,18 @@ def as_user(user_id: int) -> dict[str, str]:
     return {"x-user-id": str(user_id)}
 
 
-async def send(client: httpx.AsyncClient, sender: int, receiver: int, content: str = "hi", **extra):
+async def send(
+    client: httpx.AsyncClient,
+    sender: int,
+    receiver: int,
+    content: str = "hi",
+    headers: Mapping[str, Any] | None = None,
+    **extra,
+):
     return await client.post(
         "/messages",
         json={"content": content, "receiver_id": receiver, **extra},
-        headers={**as_user(sender), **extra.pop("headers", {})},
+        headers={**as_user(sender), **(headers or {})},
     )
 
 
@@ -166,7 +176,7 @@ async def test_sends_over_the_callers_rate_are_429_and_not_queued(
 ) -> None:
     alice, bob, carol = users
     monkeypatch.setattr(
-        message_app.state.outbox.batcher.queue, "send_rate", Rate(limit=3, period=60)
+        message_app.state.service.batcher.queue, "send_rate", Rate(limit=3, period=60)
     )
     drain()
     # Sent together, so that admitted and refused sends share batches.
@@ -200,9 +210,7 @@ async def test_concurrent_sends_share_jobs_and_are_each_stored_once(
         await client.get(f"/messages?with_user={bob}&limit=1000", headers=as_user(alice))
     ).json()
     assert sorted(m["id"] for m in listed) == sorted(ids)
-    assert not connection.hmget(PENDING_KEY, [str(i) for i in ids]) or all(
-        v is None for v in connection.hmget(PENDING_KEY, [str(i) for i in ids])
-    )
+    assert connection.hmget(PENDING_KEY, [str(i) for i in ids]) == [None] * len(ids)
     connection.close()
 
 
@@ -246,3 +254,56 @@ async def test_bad_list_parameters_are_422(client, users, query) -> None:
 
 async def test_a_missing_identity_is_401(client) -> None:
     assert (await client.get("/messages")).status_code == 401
+
+
+async def test_a_key_repeated_after_its_message_is_stored_is_answered_from_postgres(
+    client, users, drain, unit_redis_url
+) -> None:
+    alice, bob, _ = users
+    key = {"Idempotency-Key": f"stored-{uuid.uuid4()}"}
+    first = await send(client, alice, bob, "kept", headers=key)
+    drain()
+    # Nothing of the send is left in Redis: the message row answers.
+    connection = redis.Redis.from_url(unit_redis_url)
+    for record in connection.scan_iter(f"anonchat:idem:{alice}:*"):
+        connection.delete(record)
+    connection.close()
+    again = await send(client, alice, bob, "kept", headers=key)
+    assert again.status_code == 202
+    assert again.json() == first.json()
+    assert again.headers["idempotency-replayed"] == "true"
+    reused = await send(client, alice, bob, "not the same", headers=key)
+    assert reused.status_code == 409
+    drain()
+    listed = (await client.get(f"/messages?with_user={bob}", headers=as_user(alice))).json()
+    assert [m["content"] for m in listed] == ["kept"]
+
+
+@pytest.mark.parametrize("key", ["", "x" * 201, "tab\there", "кириллица".encode()])
+async def test_a_malformed_idempotency_key_is_422(client, users, key) -> None:
+    alice, bob, _ = users
+    response = await send(client, alice, bob, headers={"Idempotency-Key": key})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+async def test_without_redis_every_endpoint_is_503_with_retry_after(
+    message_settings, users, keyed
+) -> None:
+    """Never a 500: Redis does not answer (nothing listens on its port)."""
+    app = create_message_service(
+        message_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    )
+    alice, bob, _ = users
+    headers = {"Idempotency-Key": str(uuid.uuid4())} if keyed else {}
+    async with app.router.lifespan_context(app), internal_client(app) as client:
+        app.state.service.users.remember(bob)
+        answers = [
+            await send(client, alice, bob, headers=headers),
+            await client.get("/messages/1", headers=as_user(alice)),
+        ]
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "1"
+        assert answer.json()["code"] == "service_unavailable"

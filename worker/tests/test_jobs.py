@@ -4,7 +4,7 @@ import json
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -13,155 +13,209 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
 
 from common.ratelimit import Rate
-from message_service.persistence import (
+from message_service.enqueue import Accepted, JobOptions, MessageQueue, PendingSend
+from message_service.persistence.queued import (
+    IDEMPOTENCY_MARGIN_SECONDS,
     PENDING_KEY,
     QUEUE_NAME,
+    STORED_CHANNEL,
     QueuedMessage,
     batch_key,
-    user_channel,
+    conversation_key,
+    idempotency_record_key,
 )
-from message_service.queue import JobOptions, MessageQueue, Send
-from worker.main import MessageWorker
+from stack.processes import free_port
+from worker import jobs
+from worker.main import MessageWorker, build_worker
 
-NO_RETRY = JobOptions(timeout=10, retry_intervals=[], failure_ttl=3600)
+NO_RETRY = JobOptions(retry_intervals=[], failure_ttl=3600)
 UNLIMITED = Rate(limit=1_000_000, period=1)
 
 
-# Above any id a user gets in a test run: the messages these tests store share the
-# database with the end-to-end tests' users, who must not see them.
-NOBODY = 10**12
+def people() -> tuple[int, int]:
+    """A sender and a receiver no other test uses."""
+    base = uuid.uuid4().int % 10**9 * 10
+    return base + 1, base + 2
 
 
-def message(content: str = "hello", receiver: int = 2) -> QueuedMessage:
+def message(content: str = "hello", pair: tuple[int, int] | None = None) -> QueuedMessage:
+    sender, receiver = pair or people()
     return QueuedMessage(
         id=uuid.uuid4().int % 10**15 + 10**15,
         content=content,
-        sender_id=NOBODY + 1,
-        receiver_id=NOBODY + receiver,
+        sender_id=sender,
+        receiver_id=receiver,
         created_at=datetime.now(UTC).isoformat(),
     )
 
 
-def enqueue(queue: Queue, messages: list[QueuedMessage]) -> str:
-    """Queue ``messages`` as a job of their own (it is full: nothing joins it)."""
-    full = MessageQueue(queue.connection, NO_RETRY, max_batch=len(messages), send_rate=UNLIMITED)
-    job_id = full.put([Send(m) for m in messages]).job_id
+def later(first: QueuedMessage, content: str) -> QueuedMessage:
+    """A message of the same conversation, accepted a millisecond after ``first``."""
+    created = datetime.fromisoformat(first["created_at"]) + timedelta(milliseconds=1)
+    return message(content, (first["receiver_id"], first["sender_id"])) | {
+        "created_at": created.isoformat()
+    }
+
+
+def enqueue(queue: Queue, messages: list[QueuedMessage], max_batch: int | None = None) -> str:
+    """Queue ``messages`` as a job of their own (full, by default: nothing joins it)."""
+    full = MessageQueue(
+        queue.connection, NO_RETRY, max_batch=max_batch or len(messages), send_rate=UNLIMITED
+    )
+    job_id, outcomes = full.enqueue([PendingSend(m) for m in messages])
+    assert all(isinstance(o, Accepted) for o in outcomes), outcomes
     assert job_id is not None
     return job_id
 
 
 @pytest.fixture
-def queue(unit_redis_url: str):
+def queue(unit_redis_url: str, job_context):
+    # Jobs run here directly (Job.perform) use the context a worker would install.
+    jobs.install(job_context)
     connection = redis.Redis.from_url(unit_redis_url)
     yield Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
     connection.close()
 
 
 @pytest.fixture
-def stored(messages_database_url: str):
-    conninfo = messages_database_url.replace("+psycopg", "")
-
-    def count(message_id: int) -> int:
-        with psycopg.connect(conninfo) as connection:
-            row = connection.execute(
-                "SELECT count(*) FROM messages WHERE id = %s", (message_id,)
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    return count
+def database(messages_database_url: str):
+    with psycopg.connect(messages_database_url.replace("+psycopg", ""), autocommit=True) as db:
+        yield db
 
 
-async def test_the_same_batch_persisted_twice_leaves_one_row_each(queue, drain, stored) -> None:
+def stored_in_order(database, messages: list[QueuedMessage]) -> list[int]:
+    """The ids of ``messages`` that are stored, in storage (cursor) order."""
+    rows = database.execute(
+        "SELECT id FROM messages WHERE id = ANY(%s) ORDER BY seq", ([m["id"] for m in messages],)
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def take_out_of_queue(queue: Queue, job_id: str) -> Job:
+    """As if another worker had taken the job and were running it."""
+    assert queue.connection.lrem(queue.key, 0, job_id) == 1
+    job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
+    job.set_status(JobStatus.STARTED)
+    return job
+
+
+async def test_the_same_batch_persisted_twice_leaves_one_row_each(queue, drain, database) -> None:
     batch = [message("one"), message("two")]
-    enqueue(queue, batch)
+    first = enqueue(queue, batch)
     drain()
     # The same messages again: a job that ran twice (a retry, a dead worker's requeue).
-    enqueue(queue, batch)
+    again = enqueue(queue, batch)
     drain()
-    assert [stored(m["id"]) for m in batch] == [1, 1]
+    assert sorted(stored_in_order(database, batch)) == sorted(m["id"] for m in batch)
     assert queue.connection.hget(PENDING_KEY, str(batch[0]["id"])) is None
-    assert FailedJobRegistry(queue=queue).count == 0
+    assert not {first, again} & set(FailedJobRegistry(queue=queue).get_job_ids())
 
 
 async def test_batches_join_the_job_waiting_at_the_tail_while_it_has_room(
-    queue, drain, stored
+    queue, drain, database
 ) -> None:
     messages = MessageQueue(queue.connection, NO_RETRY, max_batch=3, send_rate=UNLIMITED)
     first, second, third, fourth, fifth = (message(f"m{n}") for n in range(5))
-    waiting = messages.put([Send(first)]).job_id
+    waiting, _ = messages.enqueue([PendingSend(first)])
     assert waiting is not None
-    replayable = Send(second, idempotency=("anonchat:test:idem", "answer", 60))
-    assert messages.put([replayable, Send(third)]).job_id == waiting
-    assert queue.connection.get("anonchat:test:idem") == b"answer"
+    assert messages.enqueue([PendingSend(second), PendingSend(third)])[0] == waiting
+    ids = [int(i) for i in queue.connection.lrange(batch_key(waiting), 0, -1)]
+    assert ids == [first["id"], second["id"], third["id"]]
     # Full: the next batch starts a job of its own.
-    after_full = messages.put([Send(fourth)]).job_id
+    after_full, _ = messages.enqueue([PendingSend(fourth)])
+    assert after_full not in (None, waiting)
     assert after_full is not None
-    assert after_full != waiting
     # A job a worker has taken gets nothing more.
-    take_out_of_queue(queue, after_full)
-    assert messages.put([Send(fifth)]).job_id not in (waiting, after_full)
+    take_out_of_queue(queue, after_full).perform()
+    assert messages.enqueue([PendingSend(fifth)])[0] not in (waiting, after_full)
     assert queue.count == 2
-    Job.fetch(after_full, connection=queue.connection, serializer=JSONSerializer).perform()
     drain()
-    assert [stored(m["id"]) for m in (first, second, third, fourth, fifth)] == [1] * 5
+    everything = [first, second, third, fourth, fifth]
+    assert len(stored_in_order(database, everything)) == 5
     assert not queue.connection.exists(batch_key(waiting), batch_key(after_full))
-    ids = [str(m["id"]) for m in (first, second, third, fourth, fifth)]
-    assert queue.connection.hmget(PENDING_KEY, ids) == [None] * 5
+    assert queue.connection.hmget(PENDING_KEY, [str(m["id"]) for m in everything]) == [None] * 5
 
 
 async def test_a_batch_queues_only_the_sends_within_their_senders_rate(queue) -> None:
     messages = MessageQueue(
         queue.connection, NO_RETRY, max_batch=10, send_rate=Rate(limit=2, period=60)
     )
-    sender = uuid.uuid4().int % 10**9 + 10**9
-    sends = [
-        Send(message(f"r{n}") | {"sender_id": sender}, idempotency=(f"anonchat:test:{n}", "a", 60))
-        for n in range(4)
-    ]
+    pair = people()
+    sends = [PendingSend(message(f"r{n}", pair)) for n in range(4)]
     # A new job: the first two are within the rate, the third is not.
-    put = messages.put(sends[:3])
-    assert put.waits[:2] == [0, 0]
-    assert 29_000 < put.waits[2] <= 30_000
-    assert put.job_id is not None
-    batch = queue.connection.lrange(batch_key(put.job_id), 0, -1)
-    assert [json.loads(m)["content"] for m in batch] == ["r0", "r1"]
+    job_id, outcomes = messages.enqueue(sends[:3])
+    assert [type(o).__name__ for o in outcomes] == ["Accepted", "Accepted", "TooManyRequests"]
+    assert outcomes[2].headers == {"Retry-After": "30"}  # type: ignore[union-attr]
+    assert job_id is not None
+    held = queue.connection.lrange(batch_key(job_id), 0, -1)
+    assert [int(i) for i in held] == [sends[0].message["id"], sends[1].message["id"]]
     # The waiting job has room, but the sender has no budget left.
-    assert messages.put(sends[3:]).job_id is None
-    assert queue.connection.llen(batch_key(put.job_id)) == 2
-    records = [f"anonchat:test:{n}" for n in range(4)]
-    assert [queue.connection.exists(r) for r in records] == [1, 1, 0, 0]
-    assert queue.connection.hmget(PENDING_KEY, [str(s.message["id"]) for s in sends])[2:] == [
-        None,
-        None,
+    assert messages.enqueue(sends[3:])[0] is None
+    assert queue.connection.llen(batch_key(job_id)) == 2
+    pending = queue.connection.hmget(PENDING_KEY, [str(s.message["id"]) for s in sends])
+    assert [entry is not None for entry in pending] == [True, True, False, False]
+
+
+async def test_a_repeated_key_is_answered_by_its_record_in_the_same_script(queue) -> None:
+    messages = MessageQueue(queue.connection, NO_RETRY, max_batch=10, send_rate=UNLIMITED)
+    key_hash = uuid.uuid4().hex * 2
+    first, again = message("once"), message("once")
+    again["sender_id"], again["receiver_id"] = first["sender_id"], first["receiver_id"]
+    sends = [
+        PendingSend(m | {"idempotency_key": key_hash}, fingerprint="f") for m in (first, again)
     ]
+    other = PendingSend(message("else") | {"idempotency_key": key_hash}, fingerprint="g")
+    other.message["sender_id"] = first["sender_id"]
+    _, outcomes = messages.enqueue([*sends, other])
+    assert outcomes[0] == Accepted(first["id"], datetime.fromisoformat(first["created_at"]))
+    assert outcomes[1] == Accepted(
+        first["id"], datetime.fromisoformat(first["created_at"]), replayed=True
+    )
+    assert type(outcomes[2]).__name__ == "Conflict"
+    record = idempotency_record_key(first["sender_id"], key_hash)
+    assert queue.connection.ttl(record) > IDEMPOTENCY_MARGIN_SECONDS
+    assert queue.connection.hget(PENDING_KEY, str(again["id"])) is None
 
 
-async def test_each_stored_message_is_announced_to_its_receiver(queue, drain) -> None:
-    sent = message("ping", receiver=uuid.uuid4().int % 10**9 + 10**9)
+async def test_once_stored_a_messages_idempotency_record_lives_only_a_margin(queue, drain) -> None:
+    sent = message("keyed") | {"idempotency_key": uuid.uuid4().hex * 2}
+    MessageQueue(queue.connection, NO_RETRY, max_batch=10, send_rate=UNLIMITED).enqueue(
+        [PendingSend(sent, fingerprint="f")]
+    )
+    drain()
+    record = idempotency_record_key(sent["sender_id"], sent["idempotency_key"])
+    assert 0 < queue.connection.ttl(record) <= IDEMPOTENCY_MARGIN_SECONDS
+
+
+async def test_each_stored_batch_is_announced(queue, drain, database) -> None:
+    sent = message("ping")
     pubsub = queue.connection.pubsub()
-    pubsub.subscribe(user_channel(sent["receiver_id"]))
+    pubsub.subscribe(STORED_CHANNEL)
     assert pubsub.get_message(timeout=1)["type"] == "subscribe"
     enqueue(queue, [sent])
     drain()
     announced = pubsub.get_message(timeout=5)
     pubsub.close()
     assert announced is not None
-    assert json.loads(announced["data"]) == sent
+    body = json.loads(announced["data"])
+    assert body["ids"] == [sent["id"]]
+    cursor = database.execute("SELECT seq FROM messages WHERE id = %s", (sent["id"],)).fetchone()
+    assert body["up_to"] == cursor[0]
 
 
-async def test_each_field_is_stored_as_sent(queue, drain, messages_database_url) -> None:
+async def test_each_field_is_stored_as_sent(queue, drain, database) -> None:
     # Content that JSON escapes: the batch reaches Postgres as one JSON document.
     sent = message('Привет 👋 "quoted" back\\slash\nnew line\ttab')
     enqueue(queue, [sent])
     drain()
-    with psycopg.connect(messages_database_url.replace("+psycopg", "")) as connection:
-        row = connection.execute(
-            "SELECT content, sender_id, receiver_id, created_at FROM messages WHERE id = %s",
-            (sent["id"],),
-        ).fetchone()
+    row = database.execute(
+        "SELECT content, sender_id, receiver_id, created_at FROM messages WHERE id = %s",
+        (sent["id"],),
+    ).fetchone()
     assert row == (
         sent["content"],
         sent["sender_id"],
@@ -171,138 +225,149 @@ async def test_each_field_is_stored_as_sent(queue, drain, messages_database_url)
 
 
 async def test_a_poison_message_fails_its_job_alone_and_can_be_requeued(
-    queue, drain, stored
+    queue, drain, database
 ) -> None:
     good, poison = message("fine"), message("bad\x00")
     job_id = enqueue(queue, [good, poison])
     drain()
-    assert stored(good["id"]) == 1
-    assert stored(poison["id"]) == 0
+    assert stored_in_order(database, [good, poison]) == [good["id"]]
     failed = FailedJobRegistry(queue=queue)
     assert job_id in failed.get_job_ids()
     job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
     reason = job.latest_result()
     assert reason is not None
     assert f"the database refused messages [{poison['id']}]" in str(reason.exc_string)
-    # Good messages after it are not blocked.
-    later = message("after")
-    enqueue(queue, [later])
+    # Its status stays readable, its job can run again; nothing of its conversation
+    # waits for it.
+    assert queue.connection.hget(PENDING_KEY, str(poison["id"])) is not None
+    assert queue.connection.exists(batch_key(job_id))
+    key = conversation_key(poison["sender_id"], poison["receiver_id"])
+    assert queue.connection.zscore(key, str(poison["id"])) is None
+    # A later message of its conversation is stored; the poison is not.
+    after = later(poison, "after")
+    enqueue(queue, [after])
     drain()
-    assert stored(later["id"]) == 1
+    assert stored_in_order(database, [poison, after]) == [after["id"]]
     # An operator can requeue it (with RQ's own tools); the good message stays single.
     failed.requeue(job_id)
     assert job_id in queue.get_job_ids()
     drain()
-    assert stored(good["id"]) == 1
+    assert stored_in_order(database, [good, poison]) == [good["id"]]
+    assert job_id in failed.get_job_ids()
+    failed.remove(job_id, delete_job=True)
+    queue.connection.hdel(PENDING_KEY, str(poison["id"]))
 
 
-def test_a_dead_workers_job_counts_as_abandoned_soon_after_its_timeout(queue) -> None:
-    worker = MessageWorker([queue], connection=queue.connection, serializer=JSONSerializer)
-    worker.heartbeat_grace = 3
-    job = Job.create("worker.jobs.persist_batch", connection=queue.connection, timeout=20)
-    assert worker.get_heartbeat_ttl(job) == 23
+def test_a_running_jobs_heartbeat_is_the_configured_one(queue, job_context) -> None:
+    worker = build_worker(job_context, queue.connection)
+    job = Job.create("worker.jobs.persist_batch", connection=queue.connection, timeout=-1)
+    assert worker.get_heartbeat_ttl(job) == job_context.settings.heartbeat_ttl_seconds
+    assert isinstance(worker, MessageWorker)
 
 
-def seqs(messages_database_url: str, ids: list[int]) -> list[int]:
-    with psycopg.connect(messages_database_url.replace("+psycopg", "")) as connection:
-        rows = connection.execute(
-            "SELECT id FROM messages WHERE id = ANY(%s) ORDER BY seq", (ids,)
-        ).fetchall()
-    return [row[0] for row in rows]
-
-
-def stored_after(messages_database_url: str, message_id: int, since: datetime) -> float:
-    """Seconds from ``since`` until the database stored the message (the database's own
-    clock, so that the time the worker takes to shut down does not count)."""
-    with psycopg.connect(messages_database_url.replace("+psycopg", "")) as connection:
-        row = connection.execute(
-            "SELECT persisted_at FROM messages WHERE id = %s", (message_id,)
-        ).fetchone()
-    assert row is not None
-    return float((row[0] - since).total_seconds())
-
-
-def database_now(messages_database_url: str) -> datetime:
-    with psycopg.connect(messages_database_url.replace("+psycopg", "")) as connection:
-        row = connection.execute("SELECT clock_timestamp()").fetchone()
-    assert row is not None
-    return row[0]  # type: ignore[no-any-return]
-
-
-def take_out_of_queue(queue: Queue, job_id: str) -> None:
-    """As if another worker had taken the job and were running it."""
-    assert queue.connection.lrem(queue.key, 0, job_id) == 1
-    job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
-    job.set_status(JobStatus.STARTED)
-
-
-async def test_a_later_message_waits_for_an_earlier_one_of_its_conversation(
-    queue, drain, messages_database_url, worker_settings
+async def test_a_job_stores_the_earlier_messages_of_its_conversations_first(
+    queue, drain, database
 ) -> None:
-    first, second = message("first", receiver=7), message("second", receiver=7)
+    """Whatever order jobs run in: here the later message's job runs while the earlier
+    one's is still held by another (stalled) worker."""
+    first = message("first")
+    second = later(first, "second")
     first_job = enqueue(queue, [first])
     enqueue(queue, [second])
-    take_out_of_queue(queue, first_job)
-
-    def other_worker_stores_first() -> None:
-        time.sleep(0.2)
-        Job.fetch(first_job, connection=queue.connection, serializer=JSONSerializer).perform()
-
-    other = threading.Thread(target=other_worker_stores_first)
-    started = database_now(messages_database_url)
-    other.start()
+    stalled = take_out_of_queue(queue, first_job)
     drain()
-    other.join()
-    assert seqs(messages_database_url, [first["id"], second["id"]]) == [first["id"], second["id"]]
-    # Stored as soon as the first was, not when the hold ran out.
-    waited = stored_after(messages_database_url, second["id"], started)
-    assert 0.2 <= waited < worker_settings.order_hold_seconds
+    assert stored_in_order(database, [first, second]) == [first["id"], second["id"]]
+    # The stalled job finishes later, storing nothing twice.
+    assert stalled.perform() == 0
+    assert stored_in_order(database, [first, second]) == [first["id"], second["id"]]
 
 
-async def test_the_wait_for_an_earlier_message_is_bounded(
-    queue, drain, stored, worker_settings, messages_database_url
+async def test_jobs_queued_against_acceptance_order_store_in_acceptance_order(
+    queue, drain, database
 ) -> None:
-    first, second = message("stuck", receiver=8), message("not stuck", receiver=8)
-    first_job = enqueue(queue, [first])
-    enqueue(queue, [second])
-    take_out_of_queue(queue, first_job)
-    started = database_now(messages_database_url)
+    """A replica slow to queue its earlier message: its job sits behind the later one's."""
+    first = message("accepted first")
+    second = later(first, "queued first")
+    jobs_run = [enqueue(queue, [second]), enqueue(queue, [first])]
     drain()
-    assert (stored(first["id"]), stored(second["id"])) == (0, 1)
-    waited = stored_after(messages_database_url, second["id"], started)
-    assert worker_settings.order_hold_seconds <= waited < 2 * worker_settings.order_hold_seconds
-    queue.connection.rpush(queue.key, first_job)
-    drain()
-    assert stored(first["id"]) == 1
+    assert stored_in_order(database, [first, second]) == [first["id"], second["id"]]
+    assert not set(jobs_run) & set(FailedJobRegistry(queue=queue).get_job_ids())
 
 
-async def test_a_lone_worker_does_not_stall_behind_a_job_queued_after_its_own(
-    queue, drain, stored, worker_settings, messages_database_url
+async def test_messages_of_other_conversations_are_left_to_their_jobs(
+    queue, drain, database
 ) -> None:
-    """An earlier message whose job is queued behind this one (its replica was slower to
-    queue it) cannot be stored first by a lone worker: the hold behind it is short."""
-    first, second = message("accepted first", receiver=11), message("queued first", receiver=11)
-    enqueue(queue, [second])
-    enqueue(queue, [first])
-    started = database_now(messages_database_url)
+    elsewhere = message("elsewhere")
+    stalled_job = enqueue(queue, [elsewhere])
+    mine = message("mine")
+    enqueue(queue, [mine])
+    stalled = take_out_of_queue(queue, stalled_job)
     drain()
-    assert (stored(first["id"]), stored(second["id"])) == (1, 1)
-    waited = stored_after(messages_database_url, second["id"], started)
-    assert waited < worker_settings.order_hold_seconds
+    assert stored_in_order(database, [elsewhere, mine]) == [mine["id"]]
+    assert stalled.perform() == 1
 
 
-async def test_messages_of_other_conversations_are_not_held(
-    queue, drain, stored, worker_settings, messages_database_url
+async def test_a_message_whose_pending_entry_is_gone_is_never_stored(
+    queue, drain, database
 ) -> None:
-    stuck = message("stuck", receiver=9)
-    stuck_job = enqueue(queue, [stuck])
-    free = message("elsewhere", receiver=10)
-    enqueue(queue, [free])
-    take_out_of_queue(queue, stuck_job)
-    started = database_now(messages_database_url)
+    """As a message deleted while queued: its entry is removed under the cursor lock."""
+    kept, deleted = message("kept"), message("deleted")
+    enqueue(queue, [kept, deleted])
+    queue.connection.hdel(PENDING_KEY, str(deleted["id"]))
     drain()
-    assert stored(free["id"]) == 1
-    waited = stored_after(messages_database_url, free["id"], started)
-    assert waited < worker_settings.order_hold_seconds
-    queue.connection.rpush(queue.key, stuck_job)
-    drain()
+    assert stored_in_order(database, [kept, deleted]) == [kept["id"]]
+
+
+async def test_a_job_waits_for_an_unreachable_database_and_keeps_its_place(
+    queue, job_context, database, unit_redis_url
+) -> None:
+    sent = message("patience")
+    job_id = enqueue(queue, [sent])
+    real = job_context.engine
+    job_context.engine = create_engine(
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none", pool_pre_ping=True
+    )
+    connection = redis.Redis.from_url(unit_redis_url)
+    worker = build_worker(job_context, connection)
+    beats: list[float] = []
+    report: list[str | None] = []
+    job_context.report = report.append
+    heartbeat = worker.maintain_heartbeats
+
+    def counting(job: Job) -> None:
+        beats.append(time.monotonic())
+        heartbeat(job)
+
+    worker.maintain_heartbeats = counting  # type: ignore[method-assign]
+
+    def database_returns() -> None:
+        deadline = time.monotonic() + 10
+        while len(beats) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        job_context.engine = real
+
+    returns = threading.Thread(target=database_returns)
+    returns.start()
+    try:
+        worker.work(burst=True, logging_level="WARNING")
+    finally:
+        returns.join()
+        job_context.engine = real
+        job_context.report = lambda state: None
+        connection.close()
+    assert len(beats) >= 3
+    assert report == ["waiting for the database", None]
+    assert stored_in_order(database, [sent]) == [sent["id"]]
+    assert job_id not in FailedJobRegistry(queue=queue).get_job_ids()
+
+
+def test_only_a_lost_server_counts_as_unreachable(messages_database_url) -> None:
+    gone = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none")
+    with pytest.raises(DBAPIError) as refused:
+        gone.connect()
+    assert jobs.unreachable(refused.value)
+    engine = create_engine(messages_database_url)
+    with engine.connect() as connection, pytest.raises(DBAPIError) as bad_data:
+        connection.execute(text("SELECT 1/0"))
+    engine.dispose()
+    assert not jobs.unreachable(bad_data.value)

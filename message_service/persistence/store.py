@@ -1,0 +1,51 @@
+"""Storing messages: the one insert, under the lock that orders the storage cursor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import BigInteger, Connection, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+
+# Held by every transaction that takes a storage cursor (``seq``) until it commits, so
+# that cursors become visible in their order: a reader that has seen cursor N has seen
+# every cursor below N that will ever exist.
+SEQ_LOCK = 0x616E6F6E  # "anon"
+
+# The batch travels as one JSON array of the messages as queued: Postgres parses it, so
+# that no Python code handles each message's fields on the way in. A message already
+# stored (same id), or a repeat of a stored send's Idempotency-Key, is skipped.
+_INSERT = text(
+    """
+    INSERT INTO messages (id, content, sender_id, receiver_id, created_at, idempotency_key)
+    SELECT id, content, sender_id, receiver_id, created_at, decode(idempotency_key, 'hex')
+    FROM json_to_recordset(CAST(:batch AS json)) AS m(
+        id bigint, content text, sender_id bigint, receiver_id bigint, created_at timestamptz,
+        idempotency_key text
+    )
+    ORDER BY created_at, id
+    ON CONFLICT DO NOTHING
+    RETURNING id, seq
+    """
+)
+_STORED = text("SELECT id FROM messages WHERE id = ANY(:ids)").bindparams(
+    bindparam("ids", type_=ARRAY(BigInteger))
+)
+
+
+def take_cursor_lock(connection: Connection) -> None:
+    """Hold the cursor lock until the caller's transaction ends."""
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQ_LOCK})
+
+
+def insert_messages(connection: Connection, messages: Sequence[str]) -> dict[int, int]:
+    """Store ``messages`` (each the JSON of a queued message) in acceptance order, in the
+    caller's transaction, which must hold the cursor lock; returns the cursor of each
+    message it inserted, by id."""
+    rows = connection.execute(_INSERT, {"batch": f"[{','.join(messages)}]"})
+    return {row.id: row.seq for row in rows}
+
+
+def stored_among(connection: Connection, ids: Iterable[int]) -> set[int]:
+    """Which of ``ids`` are stored."""
+    return {row.id for row in connection.execute(_STORED, {"ids": list(ids)})}

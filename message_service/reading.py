@@ -1,0 +1,91 @@
+"""Reading messages: pages of stored messages, and one message wherever it is."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from redis.asyncio import Redis
+from sqlalchemy import BigInteger, Integer, Row, bindparam, func, select, union_all
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from common.errors import NotFound
+from message_service.models import Message
+from message_service.persistence.queued import PENDING_KEY, PendingEntry, parse_pending_entry
+from message_service.persistence.rq_layout import FAILED, STATUS_FIELD, job_key
+
+# A page is read as plain rows through Core, with statements built once: py-spy showed
+# ORM loading, and building the statement on every call, costing more than the query.
+_LISTED = (
+    Message.id,
+    Message.seq,
+    Message.content,
+    Message.sender_id,
+    Message.receiver_id,
+    Message.created_at,
+)
+Listed = Row[int, int, str, int, int, datetime]
+_CALLER = bindparam("caller", type_=BigInteger)
+_AFTER = bindparam("after", type_=BigInteger)
+_LIMIT = bindparam("limit", type_=Integer)
+_CONVERSATION = (
+    select(*_LISTED)
+    .where(
+        func.least(Message.sender_id, Message.receiver_id) == bindparam("low"),
+        func.greatest(Message.sender_id, Message.receiver_id) == bindparam("high"),
+        Message.seq > _AFTER,
+    )
+    .order_by(Message.seq)
+    .limit(_LIMIT)
+)
+_SENT = (
+    select(Message.id)
+    .where(Message.sender_id == _CALLER, Message.seq > _AFTER)
+    .order_by(Message.seq)
+    .limit(_LIMIT)
+)
+_RECEIVED = (
+    select(Message.id)
+    .where(Message.receiver_id == _CALLER, Message.sender_id != _CALLER, Message.seq > _AFTER)
+    .order_by(Message.seq)
+    .limit(_LIMIT)
+)
+_MINE = union_all(_SENT, _RECEIVED).subquery()
+_ALL_MINE = (
+    select(*_LISTED).join(_MINE, Message.id == _MINE.c.id).order_by(Message.seq).limit(_LIMIT)
+)
+_ONE = select(*_LISTED).where(Message.id == bindparam("id", type_=BigInteger))
+
+
+async def list_messages(
+    *, connection: AsyncConnection, caller: int, with_user: int | None, after_seq: int, limit: int
+) -> Sequence[Listed]:
+    """The caller's stored messages (or one conversation), in storage order after ``after_seq``."""
+    if with_user is not None:
+        low, high = sorted((caller, with_user))
+        parameters = {"low": low, "high": high, "after": after_seq, "limit": limit}
+        return (await connection.execute(_CONVERSATION, parameters)).all()
+    parameters = {"caller": caller, "after": after_seq, "limit": limit}
+    return (await connection.execute(_ALL_MINE, parameters)).all()
+
+
+async def message_status(
+    *, connection: AsyncConnection, redis: Redis, caller: int, message_id: int
+) -> tuple[Listed | PendingEntry, str]:
+    """A message the caller sent or received and whether it is queued, persisted or failed.
+
+    The pending entry is read before the database: the worker removes it only after its
+    commit, so a message missing from both was never accepted (or is deleted). Anyone but
+    its sender and receiver is told it does not exist.
+    """
+    raw_entry = await redis.hget(PENDING_KEY, str(message_id))
+    stored = (await connection.execute(_ONE, {"id": message_id})).first()
+    if stored is not None and caller in (stored.sender_id, stored.receiver_id):
+        return stored, "persisted"
+    if stored is not None or raw_entry is None:
+        raise NotFound("no such message")
+    entry = parse_pending_entry(raw_entry)
+    if caller not in (entry["sender_id"], entry["receiver_id"]):
+        raise NotFound("no such message")
+    job_status = await redis.hget(job_key(entry["job_id"]), STATUS_FIELD)
+    return entry, "failed" if job_status == FAILED else "queued"
