@@ -1,0 +1,1 @@
+"""Faults on the real processes, under clients that retry as careful clients do."""
