@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
+from worker.check import DEFAULT_STATUS_FILE
 
 
 class Settings(ServiceSettings):
@@ -28,6 +29,9 @@ class Settings(ServiceSettings):
     # How long a job holds a message whose conversation has an earlier one still queued
     # in another job (see worker/ordering.py).
     order_hold_seconds: float = Field(2.0, ge=0)
+    # Where the worker notes its health at each heartbeat, for `python -m worker.check`
+    # (which reads this default unless given another path).
+    status_file: str = DEFAULT_STATUS_FILE
 
 
 @lru_cache

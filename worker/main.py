@@ -13,6 +13,7 @@ import signal
 import time
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker
@@ -23,6 +24,7 @@ from rq.serializers import JSONSerializer
 import worker.jobs  # noqa: F401
 from common.logging import configure_logging
 from message_service.persistence import QUEUE_NAME
+from worker.check import OK, StatusFile
 from worker.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,14 @@ class MessageWorker(SimpleWorker):
     """
 
     heartbeat_grace = 5
+    status: StatusFile | None = None
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        """RQ's heartbeat, also noted in the status file the container's probe reads."""
+        super().heartbeat(timeout, pipeline)
+        if self.status is not None:
+            # RQ takes a worker for alive this long after a heartbeat (its default below).
+            self.status.record(OK, fresh_for=timeout or self.worker_ttl + 60)
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         """The job timeout plus a short grace."""
@@ -56,6 +66,7 @@ def build_worker(settings: Settings, redis: Redis) -> MessageWorker:
         worker_ttl=settings.worker_ttl_seconds,
     )
     worker.heartbeat_grace = settings.heartbeat_grace_seconds
+    worker.status = StatusFile(settings.status_file)
     return worker
 
 
