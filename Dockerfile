@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image for every anonchat process; docker-compose.yml's `command` picks which.
 FROM python:3.11.14-slim-bookworm
 

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
+from worker.check import DEFAULT_STATUS_FILE
 
 
 class Settings(ServiceSettings):
@@ -29,6 +30,9 @@ class Settings(ServiceSettings):
     # While Postgres does not answer, a job waits for it, trying again after 0.1 s, then
     # twice as long each time up to this.
     database_retry_max_seconds: float = Field(1.0, gt=0)
+    # Where the worker notes its health at each heartbeat; `python -m worker.check` reads
+    # this default (give it the path as its argument if you move it).
+    status_file: str = DEFAULT_STATUS_FILE
 
     @model_validator(mode="after")
     def _heartbeat_outlasts_a_statement(self) -> Settings:

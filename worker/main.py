@@ -14,6 +14,7 @@ import signal
 import time
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker
@@ -27,6 +28,7 @@ from message_service.persistence.rq_layout import forget_dead_executions
 
 # Jobs name worker.jobs by dotted path; importing it here spares the first job the cost.
 from worker import jobs
+from worker.check import OK, StatusFile
 from worker.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -35,11 +37,28 @@ log = logging.getLogger(__name__)
 class MessageWorker(SimpleWorker):
     """A SimpleWorker whose running job keeps a short heartbeat, renewed while the job
     waits for Postgres, so that a dead worker's job is requeued soon and a waiting one
-    never is."""
+    never is. Each heartbeat also goes to the status file its probe reads, with what
+    keeps the worker from working, if anything."""
 
-    def __init__(self, *args: object, context: jobs.JobContext, **kwargs: object) -> None:
+    def __init__(
+        self, *args: object, context: jobs.JobContext, status: StatusFile, **kwargs: object
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.context = context
+        self.status = status
+        self.health = OK
+        context.report = self.report
+
+    def report(self, problem: str | None) -> None:
+        """Note what keeps this worker from working (None: nothing any more)."""
+        self.health = problem or OK
+        self.status.record(self.health, fresh_for=self.worker_ttl + 60)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        """RQ's heartbeat, also noted in the status file the container's probe reads."""
+        super().heartbeat(timeout, pipeline)
+        # RQ takes a worker for alive this long after a heartbeat (its default below).
+        self.status.record(self.health, fresh_for=timeout or self.worker_ttl + 60)
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         """The configured heartbeat of a running job, whatever its timeout."""
@@ -68,6 +87,7 @@ def build_worker(context: jobs.JobContext, redis: Redis) -> MessageWorker:
         maintenance_interval=settings.maintenance_interval_seconds,
         worker_ttl=settings.worker_ttl_seconds,
         context=context,
+        status=StatusFile(settings.status_file),
     )
 
 

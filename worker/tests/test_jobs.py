@@ -29,7 +29,7 @@ from message_service.persistence.queued import (
     idempotency_record_key,
 )
 from stack.processes import free_port
-from worker import jobs
+from worker import check, jobs
 from worker.main import MessageWorker, build_worker
 
 NO_RETRY = JobOptions(retry_intervals=[], failure_ttl=3600)
@@ -319,19 +319,20 @@ async def test_a_message_whose_pending_entry_is_gone_is_never_stored(
 
 
 async def test_a_job_waits_for_an_unreachable_database_and_keeps_its_place(
-    queue, job_context, database, unit_redis_url
+    queue, job_context, database, unit_redis_url, tmp_path
 ) -> None:
     sent = message("patience")
     job_id = enqueue(queue, [sent])
-    real = job_context.engine
-    job_context.engine = create_engine(
+    status_file = tmp_path / "status.json"
+    settings = job_context.settings.model_copy(update={"status_file": str(status_file)})
+    unreachable = create_engine(
         f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none", pool_pre_ping=True
     )
+    context = jobs.JobContext(settings=settings, engine=unreachable)
     connection = redis.Redis.from_url(unit_redis_url)
-    worker = build_worker(job_context, connection)
+    worker = build_worker(context, connection)
     beats: list[float] = []
-    report: list[str | None] = []
-    job_context.report = report.append
+    said: list[str | None] = []
     heartbeat = worker.maintain_heartbeats
 
     def counting(job: Job) -> None:
@@ -344,7 +345,8 @@ async def test_a_job_waits_for_an_unreachable_database_and_keeps_its_place(
         deadline = time.monotonic() + 10
         while len(beats) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
-        job_context.engine = real
+        said.append(check.problem(str(status_file)))
+        context.engine = job_context.engine
 
     returns = threading.Thread(target=database_returns)
     returns.start()
@@ -352,11 +354,11 @@ async def test_a_job_waits_for_an_unreachable_database_and_keeps_its_place(
         worker.work(burst=True, logging_level="WARNING")
     finally:
         returns.join()
-        job_context.engine = real
-        job_context.report = lambda state: None
         connection.close()
+        jobs.install(job_context)
     assert len(beats) >= 3
-    assert report == ["waiting for the database", None]
+    assert said == ["waiting for the database"]
+    assert check.problem(str(status_file)) is None
     assert stored_in_order(database, [sent]) == [sent["id"]]
     assert job_id not in FailedJobRegistry(queue=queue).get_job_ids()
 
