@@ -4,23 +4,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
 from common.app import build_app
-from common.tokens import VerifiedTokens
 from common.users import KnownUsers
 from gateway.config import Settings, get_settings
 from gateway.deps import Services, services
 from gateway.middleware import EdgeMiddleware
 from gateway.ratelimit import RateLimiter
 from gateway.routes import messages, users
+from gateway.tokens import VerifiedTokens
 from gateway.upstream import Upstreams
 
-# Tokens remembered as verified (about 0.4 KB each).
+# Tokens remembered as verified (about 0.4 KB each), and users seen to exist.
 VERIFIED_TOKENS = 10_000
+KNOWN_USERS = 100_000
+# Redis holds only the login and registration limits here, which fail open: never wait
+# long for it.
+REDIS_TIMEOUT_SECONDS = 1.0
 
 DESCRIPTION = """Anonymous chat: register with only a name and a password, log in, see who
 is there, and exchange direct messages. Every endpoint but registration, login and the
@@ -29,9 +34,8 @@ probes needs `Authorization: Bearer <token>` from `POST /login`. Errors share on
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     """Open the pooled upstream session; close it on shutdown."""
-    settings: Settings = app.state.settings
     upstreams = Upstreams(
         urls={"users": settings.user_service_url, "messages": settings.message_service_url},
         internal_token=settings.internal_token.get_secret_value(),
@@ -39,7 +43,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout=settings.upstream_timeout,
         pool_size=settings.upstream_pool_size,
     )
-    redis = Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+    )
     app.state.services = Services(
         settings=settings,
         upstreams=upstreams,
@@ -52,7 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             session=upstreams.session,
             user_service_url=settings.user_service_url,
             internal_token=settings.internal_token.get_secret_value(),
-            capacity=100_000,
+            capacity=KNOWN_USERS,
             ttl=settings.known_users_ttl_seconds,
         ),
     )
@@ -83,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         version="1.0.0",
         settings=settings,
-        lifespan=lifespan,
+        lifespan=partial(lifespan, settings=settings),
         checks={
             "user_service": _user_service,
             "message_service": _message_service,

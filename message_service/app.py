@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import aiohttp
 import redis
@@ -29,10 +30,9 @@ USER_SERVICE_TIMEOUT = aiohttp.ClientTimeout(total=5, sock_connect=1)
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     """Open the database pool, the Redis clients and the user_service session; start
     the group-commit task. On shutdown, flush what is waiting and close everything."""
-    settings: Settings = app.state.settings
     engine = create_async_engine(
         settings.database_url, pool_size=DATABASE_POOL_SIZE, pool_pre_ping=True
     )
@@ -85,10 +85,11 @@ async def _redis(request: Request) -> bool:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build message_service."""
+    settings = settings or get_settings()
     return build_app(
         title="anonchat message_service",
-        settings=settings or get_settings(),
-        lifespan=lifespan,
+        settings=settings,
+        lifespan=partial(lifespan, settings=settings),
         checks={"database": _database, "redis": _redis},
         routers=[messages.router],
     )

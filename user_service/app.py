@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
@@ -12,19 +13,25 @@ from common.app import build_app
 from common.db import database_ready
 from user_service.config import Settings, get_settings
 from user_service.routes import users
-from user_service.security import password_context
+from user_service.security import Hasher, password_context
+from user_service.state import UserService, current
+
+# Connections to Postgres per replica; a request holds one for its transaction.
+DATABASE_POOL_SIZE = 10
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     """Open the database pool and prepare the hasher; close the pool on shutdown."""
-    settings: Settings = app.state.settings
-    engine = create_async_engine(settings.database_url, pool_size=10, pool_pre_ping=True)
-    app.state.engine = engine
-    app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
-    app.state.hasher = password_context(settings)
-    # The first dummy_verify hashes its dummy secret: do it now, not in a login.
-    app.state.hasher.dummy_verify()
+    engine = create_async_engine(
+        settings.database_url, pool_size=DATABASE_POOL_SIZE, pool_pre_ping=True
+    )
+    app.state.service = UserService(
+        settings=settings,
+        engine=engine,
+        sessions=async_sessionmaker(engine, expire_on_commit=False),
+        hasher=Hasher(password_context(settings), concurrency=settings.hash_concurrency),
+    )
     try:
         yield
     finally:
@@ -32,15 +39,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def _database(request: Request) -> bool:
-    return await database_ready(request.app.state.engine)
+    return await database_ready(current(request).engine)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build user_service."""
+    settings = settings or get_settings()
     return build_app(
         title="anonchat user_service",
-        settings=settings or get_settings(),
-        lifespan=lifespan,
+        settings=settings,
+        lifespan=partial(lifespan, settings=settings),
         checks={"database": _database},
         routers=[users.router],
     )

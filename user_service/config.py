@@ -22,6 +22,8 @@ class Settings(TokenSettings):
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_cost_kib: int = Field(65536, ge=8)
     argon2_parallelism: int = Field(4, ge=1)
+    # Password hashes computed at once (each takes argon2_memory_cost_kib of memory).
+    hash_concurrency: int = Field(2, ge=1)
 
 
 @lru_cache

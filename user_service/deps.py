@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends
-from passlib.context import CryptContext
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.deps import from_state, transaction
-from user_service.config import Settings
+from user_service.state import UserService, current
 
-SessionDep = Annotated[AsyncSession, Depends(transaction, scope="function")]
-SettingsDep = Annotated[Settings, Depends(from_state("settings", Settings))]
-HasherDep = Annotated[CryptContext, Depends(from_state("hasher", CryptContext))]
+
+async def _service(request: Request) -> UserService:
+    return current(request)
+
+
+async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session and one transaction per request: committed when the route returns."""
+    async with current(request).sessions() as session, session.begin():
+        yield session
+
+
+ServiceDep = Annotated[UserService, Depends(_service)]
+SessionDep = Annotated[AsyncSession, Depends(_transaction, scope="function")]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from passlib.context import CryptContext
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,12 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.errors import Conflict, FieldError, InvalidInput, Unauthorized
 from common.schemas import Credentials
 from user_service.models import User
+from user_service.security import Hasher
 
 WRONG_CREDENTIALS = "wrong username or password"
 
 
 async def register_user(
-    *, session: AsyncSession, hasher: CryptContext, data: Credentials, password_min_length: int
+    *, session: AsyncSession, hasher: Hasher, data: Credentials, password_min_length: int
 ) -> User:
     """Create a user; a name taken in any letter case is a conflict."""
     password = data.password.get_secret_value()
@@ -26,7 +24,7 @@ async def register_user(
         raise InvalidInput(
             f"password: {message}", errors=[FieldError(field="password", message=message)]
         )
-    password_hash = await asyncio.to_thread(hasher.hash, password)
+    password_hash = await hasher.hash(password)
     statement = (
         insert(User)
         .values(username=data.username, password_hash=password_hash)
@@ -39,7 +37,7 @@ async def register_user(
     return user
 
 
-async def authenticate(*, session: AsyncSession, hasher: CryptContext, data: Credentials) -> User:
+async def authenticate(*, session: AsyncSession, hasher: Hasher, data: Credentials) -> User:
     """The user these credentials belong to; the same error whatever is wrong with them."""
     password = data.password.get_secret_value()
     user = (
@@ -49,11 +47,9 @@ async def authenticate(*, session: AsyncSession, hasher: CryptContext, data: Cre
     ).scalar_one_or_none()
     if user is None:
         # Spend the time a real check takes, so that timing does not tell names apart.
-        await asyncio.to_thread(hasher.dummy_verify)
+        await hasher.verify(password, hasher.nobody)
         raise Unauthorized(WRONG_CREDENTIALS)
-    valid, new_hash = await asyncio.to_thread(
-        hasher.verify_and_update, password, user.password_hash
-    )
+    valid, new_hash = await hasher.verify(password, user.password_hash)
     if not valid:
         raise Unauthorized(WRONG_CREDENTIALS)
     if new_hash is not None:

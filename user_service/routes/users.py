@@ -11,7 +11,7 @@ from common.paging import next_link
 from common.schemas import MAX_BIGINT, AccessToken, Credentials, PageLimit, UserRead, UserRegistered
 from common.tokens import issue_token
 from user_service import service
-from user_service.deps import HasherDep, SessionDep, SettingsDep
+from user_service.deps import ServiceDep, SessionDep
 
 router = APIRouter(tags=["users"])
 
@@ -22,25 +22,22 @@ router = APIRouter(tags=["users"])
     response_model=UserRegistered,
     responses=error_responses(409, 422),
 )
-async def register(
-    data: Credentials, session: SessionDep, hasher: HasherDep, settings: SettingsDep
-) -> UserRegistered:
+async def register(data: Credentials, session: SessionDep, state: ServiceDep) -> UserRegistered:
     """Register a user with a name and a password."""
     user = await service.register_user(
         session=session,
-        hasher=hasher,
+        hasher=state.hasher,
         data=data,
-        password_min_length=settings.password_min_length,
+        password_min_length=state.settings.password_min_length,
     )
     return UserRegistered(id=user.id, username=user.username)
 
 
 @router.post("/login", response_model=AccessToken, responses=error_responses(401, 422))
-async def login(
-    data: Credentials, session: SessionDep, hasher: HasherDep, settings: SettingsDep
-) -> AccessToken:
+async def login(data: Credentials, session: SessionDep, state: ServiceDep) -> AccessToken:
     """Exchange a name and a password for an access token."""
-    user = await service.authenticate(session=session, hasher=hasher, data=data)
+    settings = state.settings
+    user = await service.authenticate(session=session, hasher=state.hasher, data=data)
     token = issue_token(
         secret=settings.jwt_secret.get_secret_value(),
         user_id=user.id,
