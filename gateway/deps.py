@@ -11,10 +11,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
 from common.errors import Unauthorized
-from common.tokens import InvalidToken, VerifiedTokens
+from common.tokens import InvalidToken
 from common.users import KnownUsers
 from gateway.config import Settings
 from gateway.ratelimit import RateLimiter
+from gateway.tokens import VerifiedTokens
 from gateway.upstream import Upstreams
 
 _bearer = HTTPBearer(auto_error=False, description="The access token from POST /login")
@@ -35,7 +36,7 @@ class Services:
 
 def services(request: Request) -> Services:
     """The gateway's services. Routes call this rather than take each service as a
-    dependency: every dependency costs a request about 30 µs (see ``common.bodies``)."""
+    dependency: every dependency costs each request (see ``common.bodies``)."""
     found: Services = request.app.state.services
     return found
 
