@@ -19,7 +19,10 @@ def shared(name: str) -> AliasChoices:
 class ServiceSettings(BaseSettings):
     """Settings common to the gateway and the services; subclasses add an env prefix."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # The environment only: a .env file is compose's (it substitutes it into
+    # docker-compose.yml), and a service reading one from its working directory would
+    # pick up whatever the folder it was started from holds (tests included).
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     environment: Literal["development", "production"] = Field(
         "development", validation_alias=shared("ENVIRONMENT")

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from common.settings import DEV_PLACEHOLDER
+from common.settings import DEV_PLACEHOLDER, ServiceSettings
 from gateway.config import Settings as GatewaySettings
 from message_service.config import Settings as MessageSettings
 from user_service.config import Settings as UserSettings
@@ -49,3 +49,10 @@ def test_secrets_are_read_from_the_environment(monkeypatch) -> None:
     settings = GatewaySettings()
     assert settings.jwt_secret.get_secret_value() == "j" * 40
     assert "j" * 40 not in repr(settings)
+
+
+def test_a_dotenv_file_in_the_working_directory_is_not_read(tmp_path, monkeypatch) -> None:
+    (tmp_path / ".env").write_text("ANONCHAT_ENVIRONMENT=production\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ANONCHAT_ENVIRONMENT", raising=False)
+    assert ServiceSettings().environment == "development"
