@@ -1,3 +1,3 @@
-"""Fixtures every test directory shares live in tests/fixtures.py."""
+"""Fixtures every test directory shares live in tests/harness/."""
 
-pytest_plugins = ["tests.fixtures"]
+pytest_plugins = ["tests.harness.servers", "tests.harness.apps", "tests.harness.stack"]

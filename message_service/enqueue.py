@@ -33,7 +33,7 @@ from common.ratelimit import GCRA_LUA, KEY_PREFIX, Rate, too_many
 from message_service.persistence.queued import (
     PENDING_KEY,
     QUEUE_NAME,
-    QueuedMessage,
+    PendingMessage,
     accepted_score,
     batch_key,
     conversation_key,
@@ -141,10 +141,10 @@ class Accepted:
 
 
 @dataclass
-class PendingSend:
-    """A send on its way into Redis."""
+class Submission:
+    """A send handed to the batcher, on its way into Redis."""
 
-    message: QueuedMessage
+    message: PendingMessage
     # With an Idempotency-Key: what the key stands for (receiver and content).
     fingerprint: str | None = None
     done: asyncio.Future[Accepted] = field(
@@ -180,7 +180,7 @@ class MessageQueue:
         self.send_rate = send_rate
         self._script = redis.register_script(_ENQUEUE)
 
-    def enqueue(self, sends: Sequence[PendingSend]) -> tuple[str | None, list[Outcome]]:
+    def enqueue(self, sends: Sequence[Submission]) -> tuple[str | None, list[Outcome]]:
         """Write the sends to Redis in one atomic step; returns the job that carries the
         admitted ones (None if none was) and each send's outcome."""
         job_id = f"persist-{sends[0].message['id']}"
@@ -228,7 +228,7 @@ class MessageQueue:
         return (job.decode() or None), outcomes
 
 
-def _outcome(send: PendingSend, result: int | bytes) -> Outcome:
+def _outcome(send: Submission, result: int | bytes) -> Outcome:
     if isinstance(result, bytes):
         if result == b"C":
             return Conflict(KEY_REUSED)
@@ -240,7 +240,7 @@ def _outcome(send: PendingSend, result: int | bytes) -> Outcome:
 
 # Answers sends whose Idempotency-Key already belongs to a stored message, by their
 # index in the batch (see message_service.idempotency).
-StoredAnswers = Callable[[Sequence[PendingSend]], Awaitable[Mapping[int, Outcome]]]
+StoredAnswers = Callable[[Sequence[Submission]], Awaitable[Mapping[int, Outcome]]]
 
 
 class Batcher:
@@ -249,7 +249,7 @@ class Batcher:
     def __init__(self, queue: MessageQueue, *, stored_answers: StoredAnswers) -> None:
         self.queue = queue
         self.stored_answers = stored_answers
-        self._waiting: list[PendingSend] = []
+        self._waiting: list[Submission] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -266,7 +266,7 @@ class Batcher:
         if self._waiting:
             await self._flush(self._waiting)
 
-    async def submit(self, send: PendingSend) -> Accepted:
+    async def submit(self, send: Submission) -> Accepted:
         """The send's answer once Redis holds its message (or its key's first answer);
         TooManyRequests if its sender is over the send rate, Conflict if its key was used
         for another message, ServiceUnavailable if Redis cannot take it."""
@@ -283,7 +283,7 @@ class Batcher:
                 del self._waiting[: self.queue.max_batch]
                 await self._flush(batch)
 
-    async def _flush(self, batch: list[PendingSend]) -> None:
+    async def _flush(self, batch: list[Submission]) -> None:
         answered = await self.stored_answers(batch)
         for index, outcome in answered.items():
             _settle(batch[index], outcome)
@@ -303,7 +303,7 @@ class Batcher:
             _settle(send, outcome)
 
 
-def _settle(send: PendingSend, outcome: Outcome) -> None:
+def _settle(send: Submission, outcome: Outcome) -> None:
     if send.done.done():
         return
     if isinstance(outcome, Exception):

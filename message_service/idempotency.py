@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.errors import Conflict, FieldError, InvalidInput
 from common.schemas import IDEMPOTENCY_KEY_MAX
-from message_service.enqueue import KEY_REUSED, Accepted, Outcome, PendingSend
+from message_service.enqueue import KEY_REUSED, Accepted, Outcome, Submission
 
 log = logging.getLogger(__name__)
 # After a failed look-up, sends skip it for this long rather than each wait for Postgres.
@@ -59,7 +59,7 @@ class StoredSends:
         self.engine = engine
         self._failed_at = -RETRY_AFTER_FAILURE_SECONDS
 
-    async def __call__(self, batch: Sequence[PendingSend]) -> Mapping[int, Outcome]:
+    async def __call__(self, batch: Sequence[Submission]) -> Mapping[int, Outcome]:
         """By index in ``batch``: the first answer (or a conflict) of each keyed send
         whose message is stored. Postgres unreachable: no answers (the queue's records
         still answer every send whose message is in flight)."""

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from common.errors import FieldError, Forbidden, InvalidInput, NotFound
 from common.schemas import SendMessage
 from message_service import idempotency
-from message_service.enqueue import Accepted, PendingSend
-from message_service.persistence.queued import QueuedMessage
+from message_service.enqueue import Accepted, Submission
+from message_service.persistence.queued import PendingMessage
 from message_service.state import MessageService
 
 
@@ -30,14 +30,14 @@ async def accept(
     message_id = await service.ids.next_id()
     # Stamped with no await before the batcher takes it: acceptance times then follow
     # the order in which this replica queues its messages (workers order by them).
-    message = QueuedMessage(
+    message = PendingMessage(
         id=message_id,
         content=data.content,
         sender_id=caller,
         receiver_id=data.receiver_id,
         created_at=datetime.now(UTC).isoformat(),
     )
-    send = PendingSend(message)
+    send = Submission(message)
     if key_hash is not None:
         message["idempotency_key"] = key_hash
         send.fingerprint = idempotency.fingerprint(data.receiver_id, data.content)

@@ -29,6 +29,6 @@ class MessageService:
 
 def current(request: Request) -> MessageService:
     """The service's state. The send route calls this rather than take a dependency:
-    every dependency costs a request about 30 µs (see ``common.bodies``)."""
+    every dependency costs each request (see ``common.bodies``)."""
     found: MessageService = request.app.state.service
     return found

@@ -16,11 +16,15 @@ LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 
 
+def libpq(url: str) -> str:
+    """A SQLAlchemy URL (``postgresql+psycopg://...``) as libpq takes it (psycopg.connect)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def postgres_answers(url: str) -> bool:
     """True when the Postgres server at ``url`` accepts a connection."""
-    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     try:
-        with psycopg.connect(conninfo, connect_timeout=2):
+        with psycopg.connect(libpq(url), connect_timeout=2):
             return True
     except psycopg.Error:
         return False

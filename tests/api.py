@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import httpx
 
-from tests.fixtures import unique_name
-
 PASSWORD = "correct horse battery"
 T = TypeVar("T")
+
+
+def unique_name(prefix: str = "u") -> str:
+    """A username no other test uses."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
 @dataclass(frozen=True)
@@ -63,3 +67,26 @@ def all_pages(gateway: httpx.Client, url: str, headers: dict[str, str]) -> list[
         items += response.json()
         next_url = response.links.get("next", {}).get("url")
     return items
+
+
+def send(gateway: httpx.Client, sender: User, receiver_id: int, content: str, **headers: str):
+    """``sender`` sends ``content`` to ``receiver_id`` (``headers`` added to its token)."""
+    return gateway.post(
+        "/send_message",
+        json={"content": content, "receiver_id": receiver_id},
+        headers={**sender.headers, **headers},
+    )
+
+
+def wait_persisted(
+    gateway: httpx.Client, reader: User, message_id: int, *, timeout: float = 10.0
+) -> dict[str, object]:
+    """The message as ``reader`` sees it once a worker has stored it."""
+
+    def persisted() -> dict[str, object] | None:
+        found: dict[str, object] = gateway.get(
+            f"/messages/{message_id}", headers=reader.headers
+        ).json()
+        return found if found.get("status") == "persisted" else None
+
+    return eventually(persisted, timeout=timeout)

@@ -24,9 +24,8 @@ import httpx
 import pytest
 
 from stack.processes import free_port
-from tests.api import User, all_pages, eventually, login, new_user, register
+from tests.api import User, all_pages, eventually, login, new_user, register, unique_name
 from tests.compose_project import Project, compose_or_reason, docker, succeeds
-from tests.fixtures import unique_name
 
 # A send that meets a Redis restart may be answered by any of these, or not at all; it is
 # sent again with the same Idempotency-Key until the 202 comes.

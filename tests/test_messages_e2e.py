@@ -15,21 +15,14 @@ from rq.serializers import JSONSerializer
 
 from message_service.persistence.queued import QUEUE_NAME
 from message_service.persistence.store import SEQ_LOCK
+from stack.infra import libpq
 from stack.processes import spawn, stack_processes
-from tests.api import User, all_pages, eventually, new_user
+from tests.api import User, all_pages, eventually, new_user, send, wait_persisted
 
 SAMPLE = {
     "status": "Message received",
     "message": {"from": "user123", "message": "Привет! Это тестовое сообщение."},
 }
-
-
-def send(gateway: httpx.Client, sender: User, receiver_id: int, content: str, **headers: str):
-    return gateway.post(
-        "/send_message",
-        json={"content": content, "receiver_id": receiver_id},
-        headers={**sender.headers, **headers},
-    )
 
 
 def stored_ids(gateway: httpx.Client, reader: User, with_user: int | None = None) -> list[int]:
@@ -67,13 +60,7 @@ def test_the_status_moves_from_queued_to_persisted(gateway: httpx.Client) -> Non
     first = gateway.get(f"/messages/{sent['id']}", headers=alice.headers).json()
     assert first["status"] in {"queued", "persisted"}
     assert first["content"] == "status?"
-    final = eventually(
-        lambda: (
-            (r := gateway.get(f"/messages/{sent['id']}", headers=bob.headers).json())["status"]
-            == "persisted"
-            and r
-        )
-    )
+    final = wait_persisted(gateway, bob, sent["id"])
     assert final["created_at"] == sent["created_at"]
 
 
@@ -149,7 +136,7 @@ def test_a_killed_workers_job_is_picked_up_again_within_the_bound(
     alice, bob = new_user(gateway), new_user(gateway)
     connection = redis.Redis.from_url(redis_url)
     queue = Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
-    database = running_stack.config.messages_database_url.replace("+psycopg", "")
+    database = libpq(running_stack.config.messages_database_url)
     name = None
     try:
         with psycopg.connect(database, autocommit=True) as blocker:

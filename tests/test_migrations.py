@@ -5,13 +5,13 @@ import pytest
 
 from stack import databases, infra
 from stack.processes import ROOT
-from tests.fixtures import RUN_ID, Servers
+from tests.harness.servers import RUN_ID, Servers
 
 TABLES = {"user_service": {"users"}, "message_service": {"messages", "id_blocks"}}
 
 
 def _tables(url: str) -> set[str]:
-    with psycopg.connect(url.replace("+psycopg", "")) as connection:
+    with psycopg.connect(infra.libpq(url)) as connection:
         rows = connection.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
         ).fetchall()

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from stack.processes import ROOT, free_port
-from tests.api import eventually, new_user
+from tests.api import eventually, new_user, send, wait_persisted
 
 
 def descendants(pid: int, *, depth: int | None = None) -> set[int]:
@@ -92,16 +92,8 @@ def send_and_see_it_stored(port: int) -> None:
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as gateway:
         assert gateway.get("/readyz").json()["status"] == "ready"
         alice, bob = new_user(gateway), new_user(gateway)
-        sent = gateway.post(
-            "/send_message", json={"content": "hello", "receiver_id": bob.id}, headers=alice.headers
-        ).json()
-        eventually(
-            lambda: (
-                gateway.get(f"/messages/{sent['id']}", headers=bob.headers).json()["status"]
-                == "persisted"
-            ),
-            timeout=15,
-        )
+        sent = send(gateway, alice, bob.id, "hello").json()
+        wait_persisted(gateway, bob, sent["id"], timeout=15)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])

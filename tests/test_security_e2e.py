@@ -10,9 +10,11 @@ import pytest
 import redis
 
 from common.tokens import issue_token
+from stack.infra import libpq
 from stack.processes import free_port, spawn, stop, uvicorn, wait_healthy
-from tests.api import PASSWORD, User, eventually, login, new_user, register
-from tests.fixtures import INTERNAL_TOKEN, JWT_SECRET, RunningStack, unique_name
+from tests.api import PASSWORD, User, login, new_user, register, send, unique_name, wait_persisted
+from tests.harness.settings import INTERNAL_TOKEN, JWT_SECRET
+from tests.harness.stack import RunningStack
 
 LIMITS = {
     "GATEWAY_LOGIN_RATE_PER_USERNAME": "3/60",
@@ -285,17 +287,8 @@ def test_security_headers_on_every_answer(gateway: httpx.Client) -> None:
 
 def test_a_message_is_readable_by_its_two_parties_only(gateway: httpx.Client) -> None:
     alice, bob, mallory = new_user(gateway), new_user(gateway), new_user(gateway)
-    sent = gateway.post(
-        "/send_message",
-        json={"content": f"secret {uuid.uuid4()}", "receiver_id": bob.id},
-        headers=alice.headers,
-    ).json()
-    eventually(
-        lambda: (
-            gateway.get(f"/messages/{sent['id']}", headers=bob.headers).json()["status"]
-            == "persisted"
-        )
-    )
+    sent = send(gateway, alice, bob.id, f"secret {uuid.uuid4()}").json()
+    wait_persisted(gateway, bob, sent["id"])
     stolen = gateway.get(f"/messages/{sent['id']}", headers=mallory.headers)
     unknown = gateway.get(f"/messages/{sent['id'] + 10**9}", headers=mallory.headers)
     assert stolen.status_code == unknown.status_code == 404
@@ -314,7 +307,7 @@ def test_a_token_of_a_deleted_user_is_401(
     with gateways(running_stack, unit_redis_url, ttl, 1) as (url,):
         doomed = new_user(gateway)
         assert httpx.get(f"{url}/get_users", headers=doomed.headers).status_code == 200
-        users_database = running_stack.config.users_database_url.replace("+psycopg", "")
+        users_database = libpq(running_stack.config.users_database_url)
         with psycopg.connect(users_database) as connection:
             connection.execute("DELETE FROM users WHERE id = %s", (doomed.id,))
         refused = httpx.get(f"{url}/get_users", headers=doomed.headers)

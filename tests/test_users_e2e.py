@@ -2,8 +2,7 @@
 
 import httpx
 
-from tests.api import all_pages, login, register
-from tests.fixtures import unique_name
+from tests.api import all_pages, login, register, unique_name
 
 
 def test_register_login_and_list_users(gateway: httpx.Client) -> None:

@@ -23,8 +23,8 @@ OK = "ok"
 class StatusFile:
     """Where a worker process notes its state for the probe.
 
-    A busy worker sends several heartbeats a job and a write costs about 0.1 ms, so an
-    unchanged state is rewritten at most once every ``min_interval`` seconds. The file
+    A busy worker sends several heartbeats a job, so an unchanged state is rewritten at
+    most once every ``min_interval`` seconds. The file
     claims the longest freshness any heartbeat has asked for, plus that interval, so that
     a heartbeat left unwritten never makes a live worker look stale.
     """

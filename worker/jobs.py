@@ -41,6 +41,10 @@ from worker.config import Settings
 
 log = logging.getLogger(__name__)
 FIRST_DATABASE_RETRY_SECONDS = 0.1
+# A job needs one connection at a time; a second lets a retry start while the first
+# is being thrown away.
+DATABASE_POOL_SIZE = 2
+DATABASE_CONNECT_TIMEOUT_SECONDS = 5
 # SQLSTATE classes and codes that mean the server is gone, not that it refused the data.
 _UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
 
@@ -53,10 +57,10 @@ def create_database_engine(settings: Settings) -> Engine:
     """The engine a worker process stores with, built where it runs jobs."""
     return create_engine(
         settings.database_url,
-        pool_size=2,
+        pool_size=DATABASE_POOL_SIZE,
         pool_pre_ping=True,
         connect_args={
-            "connect_timeout": 5,
+            "connect_timeout": DATABASE_CONNECT_TIMEOUT_SECONDS,
             # A worker killed inside a transaction leaves its session idle in it, holding
             # the cursor lock every other worker needs, until Postgres ends such sessions.
             "options": (

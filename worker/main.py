@@ -1,7 +1,7 @@
 """Start one worker on the messages queue: ``python -m worker``.
 
-A ``SimpleWorker`` (no fork per job): measured here, the forking worker ran 13 one-insert
-jobs/s and ``SimpleWorker`` 218, since each fork opened its own database connection.
+A ``SimpleWorker`` (no fork per job): a forking worker opens a database connection in
+each fork, which made it an order of magnitude slower here (figures in the README).
 Scale out by starting more processes against the same Redis.
 """
 
@@ -32,6 +32,9 @@ from worker.check import OK, StatusFile
 from worker.config import get_settings
 
 log = logging.getLogger(__name__)
+# While Redis is away, a new worker is tried after this, then twice as long up to the cap.
+REDIS_RETRY_SECONDS = 1.0
+MAX_REDIS_RETRY_SECONDS = 30.0
 
 
 class MessageWorker(SimpleWorker):
@@ -109,7 +112,7 @@ def main() -> None:
     configure_logging(settings.log_level)
     context = jobs.JobContext(settings=settings, engine=jobs.create_database_engine(settings))
     os.register_at_fork(after_in_child=lambda: _in_forked_child(context))
-    delay = 1.0
+    delay = REDIS_RETRY_SECONDS
     while True:
         redis = Redis.from_url(settings.redis_url)
         try:
@@ -126,6 +129,6 @@ def main() -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             time.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            delay = min(delay * 2, MAX_REDIS_RETRY_SECONDS)
         finally:
             redis.close()

@@ -23,8 +23,9 @@ STORED_CHANNEL = "anonchat:stored"
 IDEMPOTENCY_MARGIN_SECONDS = 60
 
 
-class QueuedMessage(TypedDict):
-    """A message as it waits in Redis (JSON: the timestamp is ISO 8601)."""
+class PendingMessage(TypedDict):
+    """A message accepted and not stored yet, as it waits in Redis (JSON: the timestamp
+    is ISO 8601)."""
 
     id: int
     content: str
@@ -35,7 +36,7 @@ class QueuedMessage(TypedDict):
     idempotency_key: NotRequired[str]
 
 
-class PendingEntry(QueuedMessage):
+class PendingEntry(PendingMessage):
     """A queued message and the job that carries it."""
 
     job_id: str
@@ -47,7 +48,7 @@ def conversation_key(user_a: int, user_b: int) -> str:
     return f"anonchat:conversation:{low}:{high}"
 
 
-def accepted_score(message: QueuedMessage) -> float:
+def accepted_score(message: PendingMessage) -> float:
     """A message's acceptance time in microseconds: its place in its conversation."""
     return datetime.fromisoformat(message["created_at"]).timestamp() * 1_000_000
 

@@ -16,7 +16,7 @@ from common.ratelimit import Rate
 from message_service.app import create_app as create_message_service
 from message_service.persistence.queued import PENDING_KEY, QUEUE_NAME
 from stack.processes import free_port
-from tests.fixtures import internal_client
+from tests.harness.apps import internal_client
 
 
 def new_user_id() -> int:

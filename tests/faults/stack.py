@@ -14,8 +14,9 @@ import psycopg
 import pytest
 
 from stack import databases, servers
+from stack.infra import libpq
 from stack.processes import Process, StackConfig, spawn, stack_processes, stop, wait_healthy
-from tests.fixtures import stack_config_for_tests
+from tests.harness.stack import stack_config_for_tests
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class FaultStack:
 
     @property
     def messages_database(self) -> str:
-        return self.config.messages_database_url.replace("+psycopg", "")
+        return libpq(self.config.messages_database_url)
 
     def start(self, name: str) -> None:
         process = self.processes[name]

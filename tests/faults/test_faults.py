@@ -24,8 +24,8 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from common.ratelimit import Rate
-from message_service.enqueue import JobOptions, MessageQueue, PendingSend
-from message_service.persistence.queued import QUEUE_NAME, QueuedMessage
+from message_service.enqueue import JobOptions, MessageQueue, Submission
+from message_service.persistence.queued import QUEUE_NAME, PendingMessage
 from tests.api import User, eventually, new_user
 from tests.faults.checks import Pager, Report, check, report_recovery, settle
 from tests.faults.client import RetryingLoad
@@ -174,7 +174,7 @@ async def test_a_poison_message_fails_alone_and_can_be_requeued(
     fault_stack: FaultStack, report: Report
 ) -> None:
     crowd = people(fault_stack)
-    poison = QueuedMessage(
+    poison = PendingMessage(
         id=10**15,
         content="NUL \x00 cannot be stored",
         sender_id=crowd[0].id,
@@ -185,7 +185,7 @@ async def test_a_poison_message_fails_alone_and_can_be_requeued(
         queue = MessageQueue(
             client, JobOptions([0], 3600), max_batch=100, send_rate=Rate(limit=1, period=1)
         )
-        job_id, _ = queue.enqueue([PendingSend(poison)])
+        job_id, _ = queue.enqueue([Submission(poison)])
         with RetryingLoad(fault_stack.gateway_url, crowd) as load:
             eventually(lambda: load.acknowledged_so_far() > 100, timeout=30)
         stored = settle(fault_stack, load.ledger)

@@ -17,17 +17,18 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
 from common.ratelimit import Rate
-from message_service.enqueue import Accepted, JobOptions, MessageQueue, PendingSend
+from message_service.enqueue import Accepted, JobOptions, MessageQueue, Submission
 from message_service.persistence.queued import (
     IDEMPOTENCY_MARGIN_SECONDS,
     PENDING_KEY,
     QUEUE_NAME,
     STORED_CHANNEL,
-    QueuedMessage,
+    PendingMessage,
     batch_key,
     conversation_key,
     idempotency_record_key,
 )
+from stack.infra import libpq
 from stack.processes import free_port
 from worker import check, jobs
 from worker.main import MessageWorker, build_worker
@@ -42,9 +43,9 @@ def people() -> tuple[int, int]:
     return base + 1, base + 2
 
 
-def message(content: str = "hello", pair: tuple[int, int] | None = None) -> QueuedMessage:
+def message(content: str = "hello", pair: tuple[int, int] | None = None) -> PendingMessage:
     sender, receiver = pair or people()
-    return QueuedMessage(
+    return PendingMessage(
         id=uuid.uuid4().int % 10**15 + 10**15,
         content=content,
         sender_id=sender,
@@ -53,7 +54,7 @@ def message(content: str = "hello", pair: tuple[int, int] | None = None) -> Queu
     )
 
 
-def later(first: QueuedMessage, content: str) -> QueuedMessage:
+def later(first: PendingMessage, content: str) -> PendingMessage:
     """A message of the same conversation, accepted a millisecond after ``first``."""
     created = datetime.fromisoformat(first["created_at"]) + timedelta(milliseconds=1)
     return message(content, (first["receiver_id"], first["sender_id"])) | {
@@ -61,12 +62,12 @@ def later(first: QueuedMessage, content: str) -> QueuedMessage:
     }
 
 
-def enqueue(queue: Queue, messages: list[QueuedMessage], max_batch: int | None = None) -> str:
+def enqueue(queue: Queue, messages: list[PendingMessage], max_batch: int | None = None) -> str:
     """Queue ``messages`` as a job of their own (full, by default: nothing joins it)."""
     full = MessageQueue(
         queue.connection, NO_RETRY, max_batch=max_batch or len(messages), send_rate=UNLIMITED
     )
-    job_id, outcomes = full.enqueue([PendingSend(m) for m in messages])
+    job_id, outcomes = full.enqueue([Submission(m) for m in messages])
     assert all(isinstance(o, Accepted) for o in outcomes), outcomes
     assert job_id is not None
     return job_id
@@ -83,11 +84,11 @@ def queue(unit_redis_url: str, job_context):
 
 @pytest.fixture
 def database(messages_database_url: str):
-    with psycopg.connect(messages_database_url.replace("+psycopg", ""), autocommit=True) as db:
+    with psycopg.connect(libpq(messages_database_url), autocommit=True) as db:
         yield db
 
 
-def stored_in_order(database, messages: list[QueuedMessage]) -> list[int]:
+def stored_in_order(database, messages: list[PendingMessage]) -> list[int]:
     """The ids of ``messages`` that are stored, in storage (cursor) order."""
     rows = database.execute(
         "SELECT id FROM messages WHERE id = ANY(%s) ORDER BY seq", ([m["id"] for m in messages],)
@@ -120,18 +121,18 @@ async def test_batches_join_the_job_waiting_at_the_tail_while_it_has_room(
 ) -> None:
     messages = MessageQueue(queue.connection, NO_RETRY, max_batch=3, send_rate=UNLIMITED)
     first, second, third, fourth, fifth = (message(f"m{n}") for n in range(5))
-    waiting, _ = messages.enqueue([PendingSend(first)])
+    waiting, _ = messages.enqueue([Submission(first)])
     assert waiting is not None
-    assert messages.enqueue([PendingSend(second), PendingSend(third)])[0] == waiting
+    assert messages.enqueue([Submission(second), Submission(third)])[0] == waiting
     ids = [int(i) for i in queue.connection.lrange(batch_key(waiting), 0, -1)]
     assert ids == [first["id"], second["id"], third["id"]]
     # Full: the next batch starts a job of its own.
-    after_full, _ = messages.enqueue([PendingSend(fourth)])
+    after_full, _ = messages.enqueue([Submission(fourth)])
     assert after_full not in (None, waiting)
     assert after_full is not None
     # A job a worker has taken gets nothing more.
     take_out_of_queue(queue, after_full).perform()
-    assert messages.enqueue([PendingSend(fifth)])[0] not in (waiting, after_full)
+    assert messages.enqueue([Submission(fifth)])[0] not in (waiting, after_full)
     assert queue.count == 2
     drain()
     everything = [first, second, third, fourth, fifth]
@@ -145,7 +146,7 @@ async def test_a_batch_queues_only_the_sends_within_their_senders_rate(queue) ->
         queue.connection, NO_RETRY, max_batch=10, send_rate=Rate(limit=2, period=60)
     )
     pair = people()
-    sends = [PendingSend(message(f"r{n}", pair)) for n in range(4)]
+    sends = [Submission(message(f"r{n}", pair)) for n in range(4)]
     # A new job: the first two are within the rate, the third is not.
     job_id, outcomes = messages.enqueue(sends[:3])
     assert [type(o).__name__ for o in outcomes] == ["Accepted", "Accepted", "TooManyRequests"]
@@ -165,10 +166,8 @@ async def test_a_repeated_key_is_answered_by_its_record_in_the_same_script(queue
     key_hash = uuid.uuid4().hex * 2
     first, again = message("once"), message("once")
     again["sender_id"], again["receiver_id"] = first["sender_id"], first["receiver_id"]
-    sends = [
-        PendingSend(m | {"idempotency_key": key_hash}, fingerprint="f") for m in (first, again)
-    ]
-    other = PendingSend(message("else") | {"idempotency_key": key_hash}, fingerprint="g")
+    sends = [Submission(m | {"idempotency_key": key_hash}, fingerprint="f") for m in (first, again)]
+    other = Submission(message("else") | {"idempotency_key": key_hash}, fingerprint="g")
     other.message["sender_id"] = first["sender_id"]
     _, outcomes = messages.enqueue([*sends, other])
     assert outcomes[0] == Accepted(first["id"], datetime.fromisoformat(first["created_at"]))
@@ -184,7 +183,7 @@ async def test_a_repeated_key_is_answered_by_its_record_in_the_same_script(queue
 async def test_once_stored_a_messages_idempotency_record_lives_only_a_margin(queue, drain) -> None:
     sent = message("keyed") | {"idempotency_key": uuid.uuid4().hex * 2}
     MessageQueue(queue.connection, NO_RETRY, max_batch=10, send_rate=UNLIMITED).enqueue(
-        [PendingSend(sent, fingerprint="f")]
+        [Submission(sent, fingerprint="f")]
     )
     drain()
     record = idempotency_record_key(sent["sender_id"], sent["idempotency_key"])

@@ -1,0 +1,31 @@
+"""What every test stack and in-process app is configured with."""
+
+from __future__ import annotations
+
+import uuid
+
+INTERNAL_TOKEN = "test-internal-token-" + uuid.uuid4().hex
+JWT_SECRET = "test-jwt-secret-" + uuid.uuid4().hex
+# Cheap argon2id parameters, so that registering hundreds of users stays quick.
+FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost_kib": 1024, "argon2_parallelism": 1}
+# The session's stack is not where rate limits are tested (tests/test_security_e2e.py
+# starts gateways of its own for that): lift them so that tests never wait on them.
+NO_RATE_LIMITS = dict.fromkeys(
+    (
+        "GATEWAY_LOGIN_RATE_PER_USERNAME",
+        "GATEWAY_LOGIN_RATE_PER_ADDRESS",
+        "GATEWAY_REGISTER_RATE_PER_ADDRESS",
+        "MESSAGE_SERVICE_SEND_RATE_PER_USER",
+    ),
+    "1000000/1",
+)
+# A dead worker's job is requeued once its heartbeat lapses, by the next maintenance pass.
+QUICK_RECOVERY_ENV = {
+    "WORKER_HEARTBEAT_TTL_SECONDS": "4",
+    "WORKER_STATEMENT_TIMEOUT_MS": "3000",
+    "WORKER_MAINTENANCE_INTERVAL_SECONDS": "1",
+    "WORKER_WORKER_TTL_SECONDS": "16",
+}
+FAST_HASHING_ENV = {
+    f"USER_SERVICE_{key.upper()}": str(value) for key, value in FAST_HASHING.items()
+}

@@ -1,0 +1,74 @@
+"""The real processes of the stack on free ports, as the run command starts them, on
+databases of their own."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from stack.processes import StackConfig, free_port, spawn, stack_processes, stop, wait_healthy
+from tests.harness.servers import Servers, throwaway_databases
+from tests.harness.settings import (
+    FAST_HASHING_ENV,
+    INTERNAL_TOKEN,
+    JWT_SECRET,
+    NO_RATE_LIMITS,
+    QUICK_RECOVERY_ENV,
+)
+
+
+@dataclass
+class RunningStack:
+    gateway_url: str
+    processes: dict[str, subprocess.Popen[bytes]]
+    config: StackConfig
+
+
+def stack_config_for_tests(users_url: str, messages_url: str, redis_url: str) -> StackConfig:
+    """A stack for tests: two workers, free ports, quick recovery, no rate limits."""
+    return StackConfig(
+        users_database_url=users_url,
+        messages_database_url=messages_url,
+        redis_url=redis_url,
+        gateway_port=free_port(),
+        user_service_port=free_port(),
+        message_service_port=free_port(),
+        workers=2,
+        environment={
+            "ANONCHAT_INTERNAL_TOKEN": INTERNAL_TOKEN,
+            "ANONCHAT_JWT_SECRET": JWT_SECRET,
+            "ANONCHAT_LOG_LEVEL": "WARNING",
+            **FAST_HASHING_ENV,
+            **QUICK_RECOVERY_ENV,
+            **NO_RATE_LIMITS,
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def running_stack(servers: Servers, redis_url: str) -> Iterator[RunningStack]:
+    """The real processes (uvicorn, RQ workers), on free ports, as the run command starts
+    them, on databases of their own."""
+    for urls in throwaway_databases(servers, "e2e"):
+        config = stack_config_for_tests(urls["user_service"], urls["message_service"], redis_url)
+        running: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            for process in stack_processes(config):
+                running[process.name] = spawn(process)
+                if process.health_url is not None:
+                    wait_healthy(process.health_url, timeout=30, process=running[process.name])
+            yield RunningStack(f"http://127.0.0.1:{config.gateway_port}", running, config)
+        finally:
+            for popen in reversed(running.values()):
+                stop(popen)
+
+
+@pytest.fixture
+def gateway(running_stack: RunningStack) -> Iterator[httpx.Client]:
+    """An HTTP client of the real gateway."""
+    with httpx.Client(base_url=running_stack.gateway_url, timeout=10) as client:
+        yield client
