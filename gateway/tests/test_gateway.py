@@ -15,7 +15,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.upstream import Upstreams
 from stack.processes import free_port
-from tests.fixtures import INTERNAL_TOKEN, JWT_SECRET
+from tests.harness.settings import INTERNAL_TOKEN, JWT_SECRET
 
 
 @pytest.fixture(scope="module")
