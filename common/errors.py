@@ -45,6 +45,8 @@ class AppError(Exception):
 
     status_code = 400
     code = "bad_request"
+    # Headers every error of the kind carries, beside those given.
+    default_headers: dict[str, str] = {}
 
     def __init__(
         self,
@@ -56,7 +58,7 @@ class AppError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
-        self.headers = headers
+        self.headers = {**self.default_headers, **(headers or {})} or None
 
 
 class Unauthorized(AppError):
@@ -94,15 +96,7 @@ class ServiceUnavailable(AppError):
 
     status_code = 503
     code = "service_unavailable"
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        errors: list[FieldError] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail, errors=errors, headers={"Retry-After": "1", **(headers or {})})
+    default_headers = {"Retry-After": "1"}
 
 
 class UpstreamTimeout(AppError):

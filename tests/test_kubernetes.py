@@ -37,7 +37,7 @@ from common.settings import ServiceSettings
 from message_service.persistence.queued import QUEUE_NAME
 from message_service.persistence.rq_layout import queue_key
 from stack.servers import REDIS_PERSISTENCE
-from tests.test_compose import DEV_ONLY_HOSTS, dev_only, env_names, option, runnable_problem
+from tests.deployment import DEV_ONLY_HOSTS, dev_only, env_names, option, runnable_problem
 from worker.config import Settings as WorkerSettings
 
 ROOT = Path(__file__).resolve().parent.parent

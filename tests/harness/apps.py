@@ -34,11 +34,16 @@ def user_settings(users_database_url: str) -> UserSettings:
     )
 
 
+async def started(app: FastAPI) -> AsyncIterator[FastAPI]:
+    """``app`` with its lifespan run around the fixture's use."""
+    async with app.router.lifespan_context(app):
+        yield app
+
+
 @pytest.fixture(scope="session")
 async def user_app(user_settings: UserSettings) -> AsyncIterator[FastAPI]:
     """user_service in process, with its lifespan run."""
-    app = create_user_service(user_settings)
-    async with app.router.lifespan_context(app):
+    async for app in started(create_user_service(user_settings)):
         yield app
 
 
@@ -74,8 +79,7 @@ def message_settings(messages_database_url: str, unit_redis_url: str) -> Message
 @pytest.fixture(scope="session")
 async def message_app(message_settings: MessageSettings) -> AsyncIterator[FastAPI]:
     """message_service in process, with its lifespan run."""
-    app = create_message_service(message_settings)
-    async with app.router.lifespan_context(app):
+    async for app in started(create_message_service(message_settings)):
         yield app
 
 
