@@ -49,6 +49,9 @@ def uvicorn(name: str, app: str, port: int, env: Mapping[str, str]) -> Process:
         str(port),
         "--no-access-log",
         "--no-server-header",
+        # Request and write-stall deadlines uvicorn lacks (slow clients, stalled streams).
+        "--http",
+        "common.serving:GuardedHttpProtocol",
         # Longer than the callers' pooled connections live (30 s), so that a caller never
         # reuses a connection the server is closing.
         "--timeout-keep-alive",

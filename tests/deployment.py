@@ -61,6 +61,8 @@ def runnable_problem(args: list[str]) -> str | None:
             return f"no module {module}"
         if not callable(getattr(importlib.import_module(module), factory, None)):
             return f"{module} has no {factory}"
+        if option(args, "--http") != "common.serving:GuardedHttpProtocol":
+            return "every server runs with the request and write-stall deadlines"
         return None
     if args[:2] == ["python", "-m"]:
         return None if module_exists(args[2]) else f"no module {args[2]}"
