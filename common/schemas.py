@@ -135,6 +135,9 @@ class MessageRead(BaseModel):
     """A stored message, as its sender and receiver see it."""
 
     id: int
+    cursor: int = Field(
+        description="its place in storage order: read on after it with `cursor=` or `Last-Event-ID`"
+    )
     content: str
     sender_id: int
     receiver_id: int
@@ -155,6 +158,9 @@ class MessageQueued(BaseModel):
 class MessageStatus(MessageRead):
     """A message and where it is on its way to the database."""
 
+    cursor: int | None = Field(  # type: ignore[assignment]
+        None, description="its place in storage order; null until it is stored"
+    )
     status: Literal["queued", "persisted", "failed"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import NamedTuple
 
 import jwt
 
@@ -28,9 +29,15 @@ def issue_token(*, secret: str, user_id: int, ttl_seconds: int) -> str:
     return jwt.encode(claims, secret, algorithm=ALGORITHMS[0])
 
 
-def verify_token(*, secret: str, token: str) -> tuple[int, float]:
-    """The user id a valid token names, and when it expires (epoch seconds);
-    :class:`InvalidToken` for anything else."""
+class Claims(NamedTuple):
+    """What a valid token says: whose it is, and until when (epoch seconds)."""
+
+    user_id: int
+    expires: float
+
+
+def verify_token(*, secret: str, token: str) -> Claims:
+    """The claims of a valid token; :class:`InvalidToken` for anything else."""
     try:
         claims = jwt.decode(
             token,
@@ -44,4 +51,4 @@ def verify_token(*, secret: str, token: str) -> tuple[int, float]:
     subject = claims["sub"]
     if not isinstance(subject, str) or not subject.isdigit():
         raise InvalidToken("token subject is not a user id")
-    return int(subject), float(claims["exp"])
+    return Claims(int(subject), float(claims["exp"]))

@@ -16,7 +16,8 @@ from gateway.config import Settings, get_settings
 from gateway.deps import Services, services
 from gateway.middleware import EdgeMiddleware
 from gateway.ratelimit import RateLimiter
-from gateway.routes import messages, users
+from gateway.routes import events, messages, users
+from gateway.streams import Streams
 from gateway.tokens import VerifiedTokens
 from gateway.upstream import Upstreams
 
@@ -48,9 +49,15 @@ async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
     )
+    streams = Streams(
+        url=settings.message_service_url,
+        internal_token=settings.internal_token.get_secret_value(),
+        connect_timeout=settings.upstream_connect_timeout,
+    )
     app.state.services = Services(
         settings=settings,
         upstreams=upstreams,
+        streams=streams,
         redis=redis,
         limiter=RateLimiter(redis),
         tokens=VerifiedTokens(
@@ -68,6 +75,7 @@ async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         yield
     finally:
         await upstreams.close()
+        await streams.close()
         await redis.aclose()
 
 
@@ -97,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "message_service": _message_service,
             "redis": _redis,
         },
-        routers=[users.router, messages.router],
+        routers=[users.router, messages.router, events.router],
         internal=False,
     )
     if settings.cors_origins:

@@ -11,10 +11,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
 from common.errors import Unauthorized
-from common.tokens import InvalidToken
+from common.tokens import Claims, InvalidToken
 from common.users import KnownUsers
 from gateway.config import Settings
 from gateway.ratelimit import RateLimiter
+from gateway.streams import Streams
 from gateway.tokens import VerifiedTokens
 from gateway.upstream import Upstreams
 
@@ -28,6 +29,7 @@ class Services:
 
     settings: Settings
     upstreams: Upstreams
+    streams: Streams
     redis: Redis
     limiter: RateLimiter
     tokens: VerifiedTokens
@@ -41,21 +43,33 @@ def services(request: Request) -> Services:
     return found
 
 
-async def _current_user(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> int:
-    """The id of the existing user whose valid access token came with the request."""
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def _authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> Claims:
+    """The claims of the valid access token of an existing user that came with the request."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token", headers=_CHALLENGE)
     gateway = services(request)
     try:
-        user_id = gateway.tokens.user_id(credentials.credentials)
+        claims = gateway.tokens.verify(credentials.credentials)
     except InvalidToken as exc:
         raise Unauthorized("invalid or expired token", headers=_CHALLENGE) from exc
-    if not await gateway.users.exists(user_id):
+    if not await gateway.users.exists(claims.user_id):
         raise Unauthorized("invalid or expired token", headers=_CHALLENGE)
-    return user_id
+    return claims
 
 
+# Two dependencies rather than one on top of the other: each level costs every request.
+async def _caller(request: Request, credentials: Bearer) -> Claims:
+    return await _authenticate(request, credentials)
+
+
+async def _current_user(request: Request, credentials: Bearer) -> int:
+    return (await _authenticate(request, credentials)).user_id
+
+
+Caller = Annotated[Claims, Depends(_caller)]
 CurrentUser = Annotated[int, Depends(_current_user)]

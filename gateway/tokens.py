@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from common.tokens import InvalidToken, verify_token
+from common.tokens import Claims, InvalidToken, verify_token
 
 
 class VerifiedTokens:
@@ -16,19 +16,19 @@ class VerifiedTokens:
     def __init__(self, *, secret: str, capacity: int) -> None:
         self.secret = secret
         self.capacity = capacity
-        self._valid: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._valid: OrderedDict[str, Claims] = OrderedDict()
 
-    def user_id(self, token: str) -> int:
-        """The user id a valid token names; :class:`InvalidToken` for anything else."""
+    def verify(self, token: str) -> Claims:
+        """The claims of a valid token; :class:`InvalidToken` for anything else."""
         known = self._valid.get(token)
         if known is not None:
-            if known[1] <= time.time():
+            if known.expires <= time.time():
                 del self._valid[token]
                 raise InvalidToken("Signature has expired")
             self._valid.move_to_end(token)
-            return known[0]
-        user_id, expires = verify_token(secret=self.secret, token=token)
-        self._valid[token] = (user_id, expires)
+            return known
+        claims = verify_token(secret=self.secret, token=token)
+        self._valid[token] = claims
         if len(self._valid) > self.capacity:
             self._valid.popitem(last=False)
-        return user_id
+        return claims

@@ -19,8 +19,9 @@ from message_service.config import Settings, get_settings
 from message_service.enqueue import Batcher, JobOptions, MessageQueue
 from message_service.idempotency import StoredSends
 from message_service.ids import IdAllocator
-from message_service.routes import messages
+from message_service.routes import events, messages
 from message_service.state import MessageService, current
+from message_service.stream import Hub
 
 # Connections to Postgres per replica: sends use none (their ids come in blocks), reads
 # one each for a statement.
@@ -50,6 +51,14 @@ async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         send_rate=settings.send_rate_per_user,
     )
     batcher = Batcher(queue, stored_answers=StoredSends(engine))
+    hub = Hub(
+        engine=engine,
+        redis=async_redis,
+        poll_seconds=settings.stream_poll_seconds,
+        keep_alive_seconds=settings.stream_keep_alive_seconds,
+        buffer_limit=settings.stream_buffer_events,
+        per_user=settings.streams_per_user,
+    )
     app.state.service = MessageService(
         settings=settings,
         engine=engine,
@@ -63,11 +72,14 @@ async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
             ttl=settings.known_users_ttl_seconds,
         ),
         batcher=batcher,
+        hub=hub,
     )
     batcher.start()
+    await hub.start()
     try:
         yield
     finally:
+        await hub.stop()
         await batcher.stop()
         await http.close()
         await async_redis.aclose()
@@ -91,5 +103,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         lifespan=partial(lifespan, settings=settings),
         checks={"database": _database, "redis": _redis},
-        routers=[messages.router],
+        routers=[messages.router, events.router],
     )

@@ -36,6 +36,13 @@ class Settings(ServiceSettings):
     # without waiting for RQ's scheduler.
     retry_intervals: list[int] = [0, 1, 2, 5, 10, 30, 60, 120, 300, 600, 900]
     failed_job_ttl_seconds: int = Field(30 * 86400, ge=60)
+    # Event streams: how often the hub looks for what is stored when no announcement came,
+    # the comment that keeps an idle stream open, how many events may wait for a client
+    # that does not read before its stream is closed, and the open streams per user.
+    stream_poll_seconds: float = Field(1.0, gt=0)
+    stream_keep_alive_seconds: float = Field(15.0, gt=0)
+    stream_buffer_events: int = Field(1000, ge=1)
+    streams_per_user: int = Field(10, ge=1)
 
 
 @lru_cache

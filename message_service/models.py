@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, LargeBinary, Text, func, text
+from sqlalchemy import BigInteger, DateTime, Index, LargeBinary, Sequence, Text, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import metadata
@@ -14,18 +14,23 @@ class Base(DeclarativeBase):
     metadata = metadata()
 
 
+# The storage cursor: messages and events take theirs from it, under the cursor lock
+# (message_service/persistence/store.py), so that cursor order is commit order.
+CURSORS = Sequence("cursors", metadata=Base.metadata)
+
+
 class Message(Base):
     """A direct message.
 
-    ``id`` is assigned by message_service when it accepts the send. ``seq`` is assigned
-    when the worker stores it, under a lock, so that ``seq`` order is commit order: a
-    reader paging by ``seq`` can never skip a message that commits late.
+    ``id`` is assigned by message_service when it accepts the send. ``seq``, its cursor,
+    is assigned when the worker stores it, under a lock, so that cursor order is commit
+    order: a reader paging by cursor can never skip a message that commits late.
     """
 
     __tablename__ = "messages"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
+    seq: Mapped[int] = mapped_column(BigInteger, server_default=CURSORS.next_value(), unique=True)
     content: Mapped[str] = mapped_column(Text)
     sender_id: Mapped[int] = mapped_column(BigInteger)
     receiver_id: Mapped[int] = mapped_column(BigInteger)
@@ -63,3 +68,32 @@ class IdBlock(Base):
 
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     next_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class Event(Base):
+    """Something a user's stream tells, beside the messages: one row per user told.
+    ``message_id`` names the message it is about, if any (each is told once)."""
+
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, server_default=CURSORS.next_value()
+    )
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The event's JSON, as the stream sends it.
+    data: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        Index("ix_events_user_id_seq", "user_id", "seq"),
+        Index(
+            "uq_events_message_id_user_id_kind",
+            "message_id",
+            "user_id",
+            "kind",
+            unique=True,
+            postgresql_where=text("message_id IS NOT NULL"),
+        ),
+    )

@@ -18,7 +18,7 @@ from message_service.persistence.rq_layout import FAILED, STATUS_FIELD, job_key
 # ORM loading, and building the statement on every call, costing more than the query.
 _LISTED = (
     Message.id,
-    Message.seq,
+    Message.seq.label("cursor"),
     Message.content,
     Message.sender_id,
     Message.receiver_id,

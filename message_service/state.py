@@ -12,12 +12,13 @@ from common.users import KnownUsers
 from message_service.config import Settings
 from message_service.enqueue import Batcher
 from message_service.ids import IdAllocator
+from message_service.stream import Hub
 
 
 @dataclass(frozen=True)
 class MessageService:
-    """What the routes use: the database, Redis, message ids, the receiver check and the
-    queue."""
+    """What the routes use: the database, Redis, message ids, the receiver check, the
+    queue and the event streams' hub."""
 
     settings: Settings
     engine: AsyncEngine
@@ -25,6 +26,7 @@ class MessageService:
     ids: IdAllocator
     users: KnownUsers
     batcher: Batcher
+    hub: Hub
 
 
 def current(request: Request) -> MessageService:

@@ -1,6 +1,5 @@
 """The protections a public chat API needs on its first day, through real processes."""
 
-import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -11,10 +10,9 @@ import redis
 
 from common.tokens import issue_token
 from stack.infra import libpq
-from stack.processes import free_port, spawn, stop, uvicorn, wait_healthy
 from tests.api import PASSWORD, User, login, new_user, register, send, unique_name, wait_persisted
 from tests.harness.settings import INTERNAL_TOKEN, JWT_SECRET
-from tests.harness.stack import RunningStack
+from tests.harness.stack import RunningStack, gateways
 
 LIMITS = {
     "GATEWAY_LOGIN_RATE_PER_USERNAME": "3/60",
@@ -22,56 +20,6 @@ LIMITS = {
     "GATEWAY_REGISTER_RATE_PER_ADDRESS": "4/60",
     "MESSAGE_SERVICE_SEND_RATE_PER_USER": "3/60",
 }
-
-
-@contextlib.contextmanager
-def gateways(
-    running_stack: RunningStack, redis_url: str, settings: dict[str, str], count: int
-) -> Iterator[list[str]]:
-    """More gateway replicas, keeping their rate limits in a Redis database of their own,
-    in front of the running user_service and a message_service replica of their own (on
-    the stack's database and queue) that limits sends as ``settings`` say; yields the
-    gateways' URLs."""
-    config = running_stack.config
-    shared = {
-        "ANONCHAT_INTERNAL_TOKEN": INTERNAL_TOKEN,
-        "ANONCHAT_JWT_SECRET": JWT_SECRET,
-        "ANONCHAT_LOG_LEVEL": "WARNING",
-        **settings,
-    }
-    users_url = f"http://127.0.0.1:{config.user_service_port}"
-    messages_port = free_port()
-    messages = uvicorn(
-        "message_service",
-        "message_service.app",
-        messages_port,
-        {
-            **shared,
-            "MESSAGE_SERVICE_DATABASE_URL": config.messages_database_url,
-            "MESSAGE_SERVICE_REDIS_URL": config.redis_url,
-            "MESSAGE_SERVICE_USER_SERVICE_URL": users_url,
-        },
-    )
-    env = {
-        **shared,
-        "GATEWAY_USER_SERVICE_URL": users_url,
-        "GATEWAY_MESSAGE_SERVICE_URL": f"http://127.0.0.1:{messages_port}",
-        "GATEWAY_REDIS_URL": redis_url,
-    }
-    ports = [free_port() for _ in range(count)]
-    running = []
-    try:
-        for process in [
-            messages,
-            *(uvicorn("gateway", "gateway.app", port, env) for port in ports),
-        ]:
-            running.append(spawn(process))
-            assert process.health_url is not None
-            wait_healthy(process.health_url, timeout=30, process=running[-1])
-        yield [f"http://127.0.0.1:{port}" for port in ports]
-    finally:
-        for popen in reversed(running):
-            stop(popen)
 
 
 @pytest.fixture(scope="module")

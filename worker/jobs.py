@@ -36,7 +36,12 @@ from message_service.persistence.queued import (
     idempotency_record_key,
     parse_pending_entry,
 )
-from message_service.persistence.store import insert_messages, stored_among, take_cursor_lock
+from message_service.persistence.store import (
+    insert_messages,
+    record_failures,
+    stored_among,
+    take_cursor_lock,
+)
 from worker.config import Settings
 
 log = logging.getLogger(__name__)
@@ -125,6 +130,8 @@ class _Outcome:
     handled: list[_Queued] = field(default_factory=list)
     cursors: dict[int, int] = field(default_factory=dict)
     refused: list[_Queued] = field(default_factory=list)
+    # The cursors of the events that told senders of refused messages.
+    told: list[int] = field(default_factory=list)
 
 
 def persist_batch(batch: str) -> int:
@@ -144,7 +151,7 @@ def persist_batch(batch: str) -> int:
     own_ids = [int(member) for member in redis.lrange(batch, 0, -1)]
     own = _pending(redis, own_ids)
     candidates = [*own, *_earlier_in_conversations(redis, own.values())]
-    outcome = _store_waiting(context, redis, candidates) if candidates else _Outcome()
+    outcome = _store_waiting(context, redis, candidates, set(own)) if candidates else _Outcome()
     _after_commit(redis, outcome, own)
     refused = [message.id for message in outcome.refused if message.id in own]
     if refused:
@@ -178,14 +185,16 @@ def _earlier_in_conversations(redis: Redis, own: Iterable[_Queued]) -> list[int]
     return [int(m) for members in found for m in members if int(m) not in ours]
 
 
-def _store_waiting(context: JobContext, redis: Redis, candidates: list[int]) -> _Outcome:
+def _store_waiting(
+    context: JobContext, redis: Redis, candidates: list[int], own: set[int]
+) -> _Outcome:
     """Store the candidates still pending; while Postgres cannot be reached, wait for it."""
     delay = FIRST_DATABASE_RETRY_SECONDS
     waiting_since: float | None = None
     while True:
         try:
             with context.engine.connect() as connection:
-                outcome = _store(connection, redis, candidates)
+                outcome = _store(connection, redis, candidates, own)
         except DBAPIError as exc:
             if not unreachable(exc):
                 raise
@@ -214,10 +223,10 @@ def unreachable(exc: DBAPIError) -> bool:
     return str(state).startswith(_UNREACHABLE_STATES)
 
 
-def _store(connection: Connection, redis: Redis, candidates: list[int]) -> _Outcome:
+def _store(connection: Connection, redis: Redis, candidates: list[int], own: set[int]) -> _Outcome:
     """In one transaction, under the cursor lock: the candidates still pending, inserted
     in acceptance order; one by one, in a second transaction, if the database refuses the
-    whole."""
+    whole (the senders of this job's refused messages are told on their streams)."""
     try:
         with connection.begin():
             take_cursor_lock(connection)
@@ -242,6 +251,9 @@ def _store(connection: Connection, redis: Redis, candidates: list[int]) -> _Outc
                     raise
                 log.error("the database refused message %s: %s", message.id, exc.orig)
                 outcome.refused.append(message)
+        outcome.told = record_failures(
+            connection, [m.entry for m in outcome.refused if m.id in own]
+        )
         _note_repeats(connection, outcome)
     return outcome
 
@@ -275,7 +287,8 @@ def _after_commit(redis: Redis, outcome: _Outcome, own: dict[int, _Queued]) -> N
             if key_hash is not None and message.id in outcome.cursors:
                 record = idempotency_record_key(message.entry["sender_id"], key_hash)
                 pipe.expire(record, IDEMPOTENCY_MARGIN_SECONDS)
-        if outcome.cursors:
-            announcement = {"up_to": max(outcome.cursors.values()), "ids": list(outcome.cursors)}
+        if outcome.cursors or outcome.told:
+            up_to = max([*outcome.cursors.values(), *outcome.told])
+            announcement = {"up_to": up_to, "ids": list(outcome.cursors)}
             pipe.publish(STORED_CHANNEL, json.dumps(announcement))
         pipe.execute()

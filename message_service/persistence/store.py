@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import BigInteger, Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
+
+from message_service.persistence.queued import PendingMessage
 
 # Held by every transaction that takes a storage cursor (``seq``) until it commits, so
 # that cursors become visible in their order: a reader that has seen cursor N has seen
@@ -28,6 +31,17 @@ _INSERT = text(
     RETURNING id, seq
     """
 )
+# A message refused for good: its sender is told, once, on the stream.
+_FAILED = text(
+    """
+    INSERT INTO events (user_id, kind, message_id, data)
+    SELECT sender_id, 'failed', id, data
+    FROM json_to_recordset(CAST(:failures AS json)) AS f(id bigint, sender_id bigint, data text)
+    ON CONFLICT DO NOTHING
+    RETURNING seq
+    """
+)
+REFUSED = "the message could not be stored"
 _STORED = text("SELECT id FROM messages WHERE id = ANY(:ids)").bindparams(
     bindparam("ids", type_=ARRAY(BigInteger))
 )
@@ -49,3 +63,18 @@ def insert_messages(connection: Connection, messages: Sequence[str]) -> dict[int
 def stored_among(connection: Connection, ids: Iterable[int]) -> set[int]:
     """Which of ``ids`` are stored."""
     return {row.id for row in connection.execute(_STORED, {"ids": list(ids)})}
+
+
+def record_failures(connection: Connection, messages: Sequence[PendingMessage]) -> list[int]:
+    """Tell each sender that its message was refused for good (in the caller's
+    transaction, under the cursor lock); the cursors of the events recorded."""
+    failures = [
+        {
+            "id": m["id"],
+            "sender_id": m["sender_id"],
+            "data": json.dumps({"id": m["id"], "receiver_id": m["receiver_id"], "reason": REFUSED}),
+        }
+        for m in messages
+    ]
+    rows = connection.execute(_FAILED, {"failures": json.dumps(failures)})
+    return [row.seq for row in rows]

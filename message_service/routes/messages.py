@@ -74,7 +74,7 @@ async def list_messages(
         connection=reader, caller=caller, with_user=with_user, after_seq=cursor, limit=limit + 1
     )
     page = rows[:limit]
-    after = page[-1].seq if page else cursor
+    after = page[-1].cursor if page else cursor
     # Where to continue from: to read the next page now, or new messages later.
     headers = {"X-Next-Cursor": str(after)}
     if len(rows) > limit:

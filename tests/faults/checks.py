@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter, defaultdict
@@ -11,6 +12,7 @@ from datetime import datetime
 import httpx
 
 from tests.api import User, eventually
+from tests.events import Follower
 from tests.faults.client import RETRIED, Ledger
 from tests.faults.stack import FaultStack, Stored
 
@@ -157,3 +159,25 @@ class Pager(threading.Thread):
         report(f"{name}: the paging reader saw {len(self.seen)} of its {len(mine)} messages")
         assert len(self.seen) == len(set(self.seen)), "a message was seen twice"
         assert set(self.seen) == mine
+
+
+def check_stream(report: Report, name: str, follower: Follower, stored: dict[int, Stored]) -> None:
+    """The stream a client followed through the fault, reconnecting with its last event id:
+    every stored message of its user, once, in cursor order."""
+    user = follower.user_id
+    mine = sorted(
+        (m for m in stored.values() if user in (m.sender_id, m.receiver_id)), key=lambda m: m.seq
+    )
+
+    def caught_up() -> bool:
+        return len(follower.messages()) >= len(mine)
+
+    with contextlib.suppress(AssertionError):
+        eventually(caught_up, timeout=30)
+    follower.stop()
+    seen = [message["id"] for message in follower.messages()]
+    report(
+        f"{name}: the stream got {len(seen)} of its {len(mine)} messages over "
+        f"{follower.connections} connections"
+    )
+    assert seen == [m.id for m in mine], "the stream lost, repeated or reordered a message"

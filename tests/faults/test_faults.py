@@ -26,8 +26,10 @@ from rq.serializers import JSONSerializer
 from common.ratelimit import Rate
 from message_service.enqueue import JobOptions, MessageQueue, Submission
 from message_service.persistence.queued import QUEUE_NAME, PendingMessage
+from stack import infra
 from tests.api import User, eventually, new_user
-from tests.faults.checks import Pager, Report, check, report_recovery, settle
+from tests.events import Follower
+from tests.faults.checks import Pager, Report, check, check_stream, report_recovery, settle
 from tests.faults.client import RetryingLoad
 from tests.faults.stack import FaultStack
 
@@ -41,6 +43,14 @@ LOAD_AFTER_FAULT_SECONDS = 3.0
 def people(stack: FaultStack) -> list[User]:
     with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
         return [new_user(client, f"f{n}") for n in range(PEOPLE)]
+
+
+def follow(stack: FaultStack, user: User) -> Follower:
+    """A client of ``user``'s stream that reconnects through every fault."""
+    follower = Follower(stack.gateway_url, user.headers, user_id=user.id)
+    follower.start()
+    eventually(lambda: follower.connections, timeout=10)
+    return follower
 
 
 def kill_and_restart(name: str, sig: signal.Signals) -> Callable[[FaultStack], None]:
@@ -75,6 +85,7 @@ def postgres_outage(stack: FaultStack) -> datetime:
     """Postgres crashes (stop -m immediate) and answers again after a while; when it did,
     by its own clock."""
     stack.postgres.stop("immediate")
+    assert not infra.postgres_answers(stack.postgres.url), "Postgres did not stop"
     time.sleep(POSTGRES_DOWN_SECONDS)
     stack.postgres.start()
     return stack.database_now()
@@ -93,6 +104,7 @@ def test_a_fault_under_retrying_clients(
     crowd = people(fault_stack)
     pager = Pager(fault_stack, crowd[3])
     pager.start()
+    follower = follow(fault_stack, crowd[4])
     with RetryingLoad(fault_stack.gateway_url, crowd) as load:
         eventually(lambda: load.acknowledged_so_far() > 200, timeout=30)
         FAULTS[fault](fault_stack)
@@ -100,6 +112,7 @@ def test_a_fault_under_retrying_clients(
     stored = settle(fault_stack, load.ledger)
     check(report, fault, load.ledger, stored)
     pager.check(report, fault, stored)
+    check_stream(report, fault, follower, stored)
     no_failed_jobs(fault_stack)
 
 
@@ -107,6 +120,7 @@ def test_a_postgres_outage_under_retrying_clients(fault_stack: FaultStack, repor
     crowd = people(fault_stack)
     pager = Pager(fault_stack, crowd[5])
     pager.start()
+    follower = follow(fault_stack, crowd[4])
     with RetryingLoad(fault_stack.gateway_url, crowd) as load:
         eventually(lambda: load.acknowledged_so_far() > 200, timeout=30)
         answering_since = postgres_outage(fault_stack)
@@ -115,6 +129,7 @@ def test_a_postgres_outage_under_retrying_clients(fault_stack: FaultStack, repor
     check(report, "postgres down", load.ledger, stored)
     report_recovery(report, "postgres down", stored, answering_since)
     pager.check(report, "postgres down", stored)
+    check_stream(report, "postgres down", follower, stored)
     no_failed_jobs(fault_stack)
 
 
@@ -122,6 +137,7 @@ def test_a_bad_day_every_fault_in_turn_under_one_load(
     fault_stack: FaultStack, report: Report
 ) -> None:
     crowd = people(fault_stack)
+    follower = follow(fault_stack, crowd[4])
     with RetryingLoad(fault_stack.gateway_url, crowd) as load:
         eventually(lambda: load.acknowledged_so_far() > 200, timeout=30)
         for name in ("worker SIGKILL", "worker SIGTERM", "redis SIGKILL"):
@@ -135,6 +151,7 @@ def test_a_bad_day_every_fault_in_turn_under_one_load(
     stored = settle(fault_stack, load.ledger)
     check(report, "a bad day", load.ledger, stored)
     report_recovery(report, "a bad day", stored, answering_since)
+    check_stream(report, "a bad day", follower, stored)
     no_failed_jobs(fault_stack)
 
 

@@ -29,3 +29,10 @@ QUICK_RECOVERY_ENV = {
 FAST_HASHING_ENV = {
     f"USER_SERVICE_{key.upper()}": str(value) for key, value in FAST_HASHING.items()
 }
+# Streams that show their deadlines within a test: a keep-alive each second (a reader
+# waiting longer is stuck), a stalled reader cut off after 3 s, few streams per user.
+QUICK_STREAMS_ENV = {
+    "MESSAGE_SERVICE_STREAM_KEEP_ALIVE_SECONDS": "1",
+    "MESSAGE_SERVICE_STREAMS_PER_USER": "4",
+    "ANONCHAT_SERVER_WRITE_STALL_TIMEOUT_SECONDS": "3",
+}

@@ -3,6 +3,7 @@ databases of their own."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,7 +11,15 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from stack.processes import StackConfig, free_port, spawn, stack_processes, stop, wait_healthy
+from stack.processes import (
+    StackConfig,
+    free_port,
+    spawn,
+    stack_processes,
+    stop,
+    uvicorn,
+    wait_healthy,
+)
 from tests.harness.servers import Servers, throwaway_databases
 from tests.harness.settings import (
     FAST_HASHING_ENV,
@@ -18,6 +27,7 @@ from tests.harness.settings import (
     JWT_SECRET,
     NO_RATE_LIMITS,
     QUICK_RECOVERY_ENV,
+    QUICK_STREAMS_ENV,
 )
 
 
@@ -44,6 +54,7 @@ def stack_config_for_tests(users_url: str, messages_url: str, redis_url: str) ->
             "ANONCHAT_LOG_LEVEL": "WARNING",
             **FAST_HASHING_ENV,
             **QUICK_RECOVERY_ENV,
+            **QUICK_STREAMS_ENV,
             **NO_RATE_LIMITS,
         },
     )
@@ -72,3 +83,53 @@ def gateway(running_stack: RunningStack) -> Iterator[httpx.Client]:
     """An HTTP client of the real gateway."""
     with httpx.Client(base_url=running_stack.gateway_url, timeout=10) as client:
         yield client
+
+
+@contextlib.contextmanager
+def gateways(
+    running_stack: RunningStack, redis_url: str, settings: dict[str, str], count: int
+) -> Iterator[list[str]]:
+    """More gateway replicas, keeping their rate limits in a Redis database of their own,
+    in front of the running user_service and a message_service replica of their own (on
+    the stack's database and queue) that limits sends as ``settings`` say; yields the
+    gateways' URLs."""
+    config = running_stack.config
+    shared = {
+        "ANONCHAT_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        "ANONCHAT_JWT_SECRET": JWT_SECRET,
+        "ANONCHAT_LOG_LEVEL": "WARNING",
+        **settings,
+    }
+    users_url = f"http://127.0.0.1:{config.user_service_port}"
+    messages_port = free_port()
+    messages = uvicorn(
+        "message_service",
+        "message_service.app",
+        messages_port,
+        {
+            **shared,
+            "MESSAGE_SERVICE_DATABASE_URL": config.messages_database_url,
+            "MESSAGE_SERVICE_REDIS_URL": config.redis_url,
+            "MESSAGE_SERVICE_USER_SERVICE_URL": users_url,
+        },
+    )
+    env = {
+        **shared,
+        "GATEWAY_USER_SERVICE_URL": users_url,
+        "GATEWAY_MESSAGE_SERVICE_URL": f"http://127.0.0.1:{messages_port}",
+        "GATEWAY_REDIS_URL": redis_url,
+    }
+    ports = [free_port() for _ in range(count)]
+    running = []
+    try:
+        for process in [
+            messages,
+            *(uvicorn("gateway", "gateway.app", port, env) for port in ports),
+        ]:
+            running.append(spawn(process))
+            assert process.health_url is not None
+            wait_healthy(process.health_url, timeout=30, process=running[-1])
+        yield [f"http://127.0.0.1:{port}" for port in ports]
+    finally:
+        for popen in reversed(running):
+            stop(popen)

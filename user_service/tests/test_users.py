@@ -108,7 +108,7 @@ async def test_login_gives_a_token_naming_the_user(user_service) -> None:
     body = response.json()
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == 3600
-    assert verify_token(secret=JWT_SECRET, token=body["access_token"])[0] == user_id
+    assert verify_token(secret=JWT_SECRET, token=body["access_token"]).user_id == user_id
 
 
 async def test_wrong_password_and_unknown_user_look_the_same(user_service) -> None:

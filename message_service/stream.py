@@ -1,0 +1,314 @@
+"""The event stream: every message a user sent or received as it is stored, and the events
+told to them (a message that failed), in cursor order, as Server-Sent Events, resumable
+from any cursor.
+
+Postgres is the source of truth. One :class:`Hub` per process reads everything stored
+after the last cursor it has seen, with one query however many streams are open, and
+hands each row to the open streams of the users it concerns. Redis announcements of
+stored batches only wake it (pub/sub is at most once); it also looks every
+``poll_seconds`` in case one was lost. Because the cursor lock makes commits visible in
+cursor order, reading "everything after cursor N" never skips a row that another worker
+committed but has not announced yet.
+
+A stream first reads what it missed (everything after the client's cursor) from Postgres
+itself, while the hub already buffers what arrives meanwhile; rows at or below the
+cursor it has sent are dropped, so nothing is sent twice. A stream whose client stops
+reading fills its bounded buffer and is closed; its client resumes from its cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import BigInteger, Integer, Row, bindparam, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.errors import TooManyRequests
+from common.schemas import MessageRead
+from message_service.persistence.queued import STORED_CHANNEL
+
+log = logging.getLogger(__name__)
+# How often the hub checks deadlines and keep-alives.
+TICK_SECONDS = 1.0
+# After a lost Redis subscription, the hub subscribes again after this.
+RESUBSCRIBE_SECONDS = 1.0
+_MESSAGE = TypeAdapter(MessageRead)
+
+# Rows after a cursor: messages (of everyone, or of one user) and events, one shape.
+_COLUMNS = "seq, '{kind}' AS kind, sender_id, receiver_id, id, content, created_at, NULL AS data"
+_EVENT_COLUMNS = "seq, kind, user_id, NULL, message_id, NULL, created_at, data"
+_EVERYONE = text(
+    f"""
+    SELECT {_COLUMNS.format(kind="message")} FROM messages WHERE seq > :after
+    UNION ALL
+    SELECT {_EVENT_COLUMNS} FROM events WHERE seq > :after
+    ORDER BY seq LIMIT :limit
+    """
+).bindparams(bindparam("after", type_=BigInteger), bindparam("limit", type_=Integer))
+_ONE_USER = text(
+    f"""
+    (SELECT {_COLUMNS.format(kind="message")} FROM messages
+     WHERE sender_id = :user AND seq > :after ORDER BY seq LIMIT :limit)
+    UNION ALL
+    (SELECT {_COLUMNS.format(kind="message")} FROM messages
+     WHERE receiver_id = :user AND sender_id <> :user AND seq > :after ORDER BY seq LIMIT :limit)
+    UNION ALL
+    (SELECT {_EVENT_COLUMNS} FROM events WHERE user_id = :user AND seq > :after
+     ORDER BY seq LIMIT :limit)
+    ORDER BY seq LIMIT :limit
+    """
+).bindparams(
+    bindparam("user", type_=BigInteger),
+    bindparam("after", type_=BigInteger),
+    bindparam("limit", type_=Integer),
+)
+_LATEST = text("SELECT greatest((SELECT max(seq) FROM messages), (SELECT max(seq) FROM events), 0)")
+
+
+@dataclass(frozen=True)
+class Told:
+    """One event of the stream, formatted once for every stream it goes to."""
+
+    cursor: int
+    audience: tuple[int, ...]
+    chunk: bytes
+
+
+def _told(row: Row[Any]) -> Told:
+    """An event of the stream from a row of ``_EVERYONE`` or ``_ONE_USER``: a message
+    goes to its sender and receiver, an event to the user it is for (``sender_id``)."""
+    if row.kind == "message":
+        message = MessageRead(
+            id=row.id,
+            cursor=row.seq,
+            content=row.content,
+            sender_id=row.sender_id,
+            receiver_id=row.receiver_id,
+            created_at=row.created_at,
+        )
+        body = _MESSAGE.dump_json(message).decode()
+        audience = tuple({row.sender_id, row.receiver_id})
+    else:
+        body = row.data
+        audience = (row.sender_id,)
+    return Told(row.seq, audience, f"id: {row.seq}\nevent: {row.kind}\ndata: {body}\n\n".encode())
+
+
+def comment(text: str) -> bytes:
+    """An SSE comment: ignored by clients, it keeps proxies from closing the stream."""
+    return f": {text}\n\n".encode()
+
+
+def reauthenticate(detail: str) -> bytes:
+    """The last event of a stream whose access is over."""
+    return f"event: reauthenticate\ndata: {json.dumps({'detail': detail})}\n\n".encode()
+
+
+@dataclass(eq=False)
+class Stream:
+    """One client's stream: what it has been sent, and what waits to be sent."""
+
+    user_id: int
+    cursor: int
+    until: float
+    limit: int
+    waiting: deque[Told] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    overflowed: bool = False
+    keep_alive: bool = False
+    expired: bool = False
+    last_sent: float = field(default_factory=time.monotonic)
+
+    def offer(self, told: Told) -> None:
+        """Queue ``told`` unless it was sent already; past the limit, give up."""
+        if told.cursor <= self.cursor:
+            return
+        if len(self.waiting) >= self.limit:
+            self.overflowed = True
+        else:
+            self.waiting.append(told)
+        self.wake.set()
+
+
+class Hub:
+    """This process's one reader of what is stored, and the open streams it feeds."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        redis: Redis,
+        poll_seconds: float,
+        keep_alive_seconds: float,
+        buffer_limit: int,
+        per_user: int,
+        page: int = 500,
+    ) -> None:
+        self.engine = engine
+        self.redis = redis
+        self.poll_seconds = poll_seconds
+        self.keep_alive_seconds = keep_alive_seconds
+        self.buffer_limit = buffer_limit
+        self.per_user = per_user
+        self.page = page
+        self.position = 0
+        self.streams: dict[int, set[Stream]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def open_streams(self) -> int:
+        return sum(len(streams) for streams in self.streams.values())
+
+    async def start(self) -> None:
+        """Start reading from the latest cursor (streams read what came before)."""
+        with contextlib.suppress(SQLAlchemyError):
+            async with self.engine.connect() as connection:
+                self.position = int((await connection.execute(_LATEST)).scalar_one())
+        self._tasks = [
+            asyncio.create_task(self._listen()),
+            asyncio.create_task(self._read()),
+            asyncio.create_task(self._tick()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for streams in self.streams.values():
+            for stream in streams:
+                stream.expired = True
+                stream.wake.set()
+
+    def open(self, user_id: int, cursor: int, until: float) -> Stream:
+        """A stream of ``user_id``'s events after ``cursor``, ending at ``until`` (epoch
+        seconds); buffered by the hub from now on."""
+        mine = self.streams.setdefault(user_id, set())
+        if len(mine) >= self.per_user:
+            raise TooManyRequests(
+                f"at most {self.per_user} open streams per user", headers={"Retry-After": "5"}
+            )
+        stream = Stream(user_id, cursor, until, self.buffer_limit)
+        mine.add(stream)
+        return stream
+
+    def close(self, stream: Stream) -> None:
+        mine = self.streams.get(stream.user_id)
+        if mine is not None:
+            mine.discard(stream)
+            if not mine:
+                del self.streams[stream.user_id]
+
+    async def missed(self, stream: Stream) -> list[Told]:
+        """A page of what ``stream`` has not been sent, read from Postgres."""
+        parameters = {"user": stream.user_id, "after": stream.cursor, "limit": self.page}
+        async with self.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as c:
+            rows = (await c.execute(_ONE_USER, parameters)).all()
+        return [_told(row) for row in rows]
+
+    async def _listen(self) -> None:
+        """Wake the reader on each announcement; subscribe again after a Redis loss."""
+        while True:
+            try:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(STORED_CHANNEL)
+                    self._wake.set()  # anything stored while unsubscribed
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._wake.set()
+            except (RedisError, OSError) as exc:
+                log.warning("stream announcements lost (%s); the hub polls meanwhile", exc)
+                await asyncio.sleep(RESUBSCRIBE_SECONDS)
+
+    async def _read(self) -> None:
+        while True:
+            # asyncio.timeout, not wait_for: wait_for can swallow the task's cancellation
+            # when the wait ends at the same moment, and the hub would never stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._read_new()
+            except SQLAlchemyError as exc:
+                log.warning("the stream hub cannot read from the database: %s", exc)
+
+    async def _read_new(self) -> None:
+        """Everything stored after the hub's cursor, to the streams it concerns."""
+        while True:
+            parameters = {"after": self.position, "limit": self.page}
+            async with self.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as c:
+                rows = (await c.execute(_EVERYONE, parameters)).all()
+            for row in rows:
+                told = _told(row)
+                for user_id in told.audience:
+                    for stream in self.streams.get(user_id, ()):
+                        stream.offer(told)
+                self.position = told.cursor
+            if len(rows) < self.page:
+                return
+
+    async def _tick(self) -> None:
+        """Keep idle streams alive and end those whose access ran out."""
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            now, monotonic = time.time(), time.monotonic()
+            for streams in self.streams.values():
+                for stream in streams:
+                    if now >= stream.until:
+                        stream.expired = True
+                    elif monotonic - stream.last_sent >= self.keep_alive_seconds:
+                        stream.keep_alive = True
+                    else:
+                        continue
+                    stream.wake.set()
+
+
+async def events(hub: Hub, stream: Stream, first: list[Told]) -> AsyncIterator[bytes]:
+    """The body of a stream: what it missed (``first`` is the first page of it, read
+    before the answer began), then what is stored as it is, until its access ends."""
+    try:
+        yield b"retry: 1000\n\n"
+        missed = first
+        while True:
+            for told in missed:
+                yield told.chunk
+                stream.cursor = told.cursor
+            if len(missed) < hub.page:
+                break
+            missed = await hub.missed(stream)
+        stream.last_sent = time.monotonic()
+        while True:
+            while stream.waiting and not stream.overflowed:
+                told = stream.waiting.popleft()
+                if told.cursor > stream.cursor:
+                    yield told.chunk
+                    stream.cursor = told.cursor
+                    stream.last_sent = time.monotonic()
+            if stream.overflowed:
+                log.info("closed a stream of user %s that fell behind", stream.user_id)
+                return
+            if stream.expired:
+                yield reauthenticate("the access token expired: refresh it and reconnect")
+                return
+            if stream.keep_alive:
+                stream.keep_alive = False
+                stream.last_sent = time.monotonic()
+                yield comment("keep-alive")
+            stream.wake.clear()
+            if not stream.waiting:
+                await stream.wake.wait()
+    finally:
+        hub.close(stream)
