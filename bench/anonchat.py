@@ -1,52 +1,42 @@
-"""Each measurement of the benchmark, in the order it runs them."""
+"""The measurements of anonchat itself: the whole stack with 2 workers on the
+benchmark's servers, driven through the gateway."""
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
-import os
-import signal
-import statistics
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 from redis import Redis
-from sqlalchemy import create_engine
 
-from bench import raw, wrk
-from bench.baseline import Base as BaselineBase
-from message_service.persistence.queued import PENDING_KEY, QUEUE_NAME, STORED_CHANNEL
-from stack import databases, infra
-from stack.processes import (
-    Process,
-    StackConfig,
-    free_port,
-    spawn,
-    stack_processes,
-    stop,
-    uvicorn,
-    wait_healthy,
+from bench import wrk
+from bench.harness import (
+    HTTP_SECONDS,
+    Progress,
+    figures,
+    paused,
+    percentile,
+    running,
+    scalar,
+    send_load,
+    url,
 )
+from message_service.persistence.queued import PENDING_KEY, QUEUE_NAME, STORED_CHANNEL
+from message_service.persistence.rq_layout import queue_key
+from stack import databases, infra
+from stack.processes import StackConfig, free_port, stack_processes
 
-Progress = Callable[[str], None]
-# Labels each load, so that every message of a benchmark has a content of its own.
-_runs = itertools.count()
-HTTP_SECONDS = 8
-RAW_SECONDS = 3
 SUSTAINED_SECONDS = 20
 PROBE_INTERVAL_MS = 20
 USERS = 200
 PASSWORD = "benchmark password"
+# The messages stored in all when get_messages pages through one conversation.
+STORED_FOR_READS = 1_000_000
 # Production settings but for these: registering the users is not measured, so hashing
 # is cheap; the per-user send limit is lifted (the limiter still runs on every send).
 STACK_ENVIRONMENT = {
@@ -60,75 +50,8 @@ STACK_ENVIRONMENT = {
 }
 
 
-def everything(postgres_url: str, redis_url: str, *, progress: Progress) -> dict[str, Any]:
-    """Every figure of the benchmark, as a JSON-ready dict."""
-    conninfo = _conninfo(postgres_url)
-    with tempfile.TemporaryDirectory(prefix="anonchat-bench-") as scratch:
-        fake_users = Path(scratch) / "fake-users"
-        fake_users.write_text("".join(f"{n} token{n}\n" for n in range(1, USERS + 1)))
-        results: dict[str, Any] = {"servers": _server_versions(conninfo, redis_url)}
-        progress("ceilings: Postgres inserts, RQ enqueue")
-        one_row, batched = raw.postgres_inserts(conninfo, seconds=RAW_SECONDS)
-        results["ceilings"] = {
-            "postgres_one_row_per_commit": one_row,
-            "postgres_batched": batched,
-            "rq_enqueue": raw.rq_enqueue(redis_url, seconds=RAW_SECONDS),
-        }
-        progress("ceilings: one hop, two hops")
-        results["ceilings"] |= _http_ceilings(fake_users)
-        progress("baseline: Flask under gunicorn, one insert per send")
-        results["baseline"] = _baseline(postgres_url, fake_users)
-        results["anonchat"] = _anonchat(postgres_url, redis_url, Path(scratch), progress)
-    return results
-
-
-def _http_ceilings(users_file: Path) -> dict[str, Any]:
-    echo_port, forwarder_port = free_port(), free_port()
-    echo = uvicorn("echo", "bench.echo", echo_port, {})
-    forwarder = uvicorn(
-        "forwarder", "bench.forwarder", forwarder_port, {"BENCH_UPSTREAM": _url(echo_port)}
-    )
-    with _running([echo]):
-        one_hop = _send_load(_url(echo_port), users_file)
-        with _running([forwarder]):
-            two_hops = _send_load(_url(forwarder_port), users_file)
-    return {"one_hop": _load(one_hop), "two_hops": _load(two_hops)}
-
-
-def _baseline(postgres_url: str, users_file: Path) -> dict[str, Any]:
-    url = infra.with_database(postgres_url, "bench_baseline")
-    databases.create_database(url)
-    engine = create_engine(url)
-    BaselineBase.metadata.create_all(engine)
-    engine.dispose()
-    port = free_port()
-    gunicorn = Process(
-        "baseline",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers=2",
-            f"--bind=127.0.0.1:{port}",
-            "--log-level=warning",
-            "bench.baseline:app",
-        ],
-        {"BENCH_BASELINE_DATABASE_URL": url},
-        f"{_url(port)}/healthz",
-    )
-    try:
-        with _running([gunicorn]):
-            load = _send_load(_url(port), users_file)
-        with psycopg.connect(_conninfo(url)) as connection:
-            stored = _scalar(connection, "SELECT count(*) FROM baseline_messages")
-    finally:
-        databases.drop_database(url)
-    return _load(load) | {"stored": stored}
-
-
-def _anonchat(
-    postgres_url: str, redis_url: str, scratch: Path, progress: Progress
-) -> dict[str, Any]:
+def measure(postgres_url: str, redis_url: str, scratch: Path, progress: Progress) -> dict[str, Any]:
+    """Every anonchat figure, each process's peak RSS included."""
     urls = databases.create_and_migrate(postgres_url, "bench")
     config = StackConfig(
         users_database_url=urls["user_service"],
@@ -143,21 +66,21 @@ def _anonchat(
     processes = stack_processes(config)
     services = [p for p in processes if not p.name.startswith("worker")]
     workers = [p for p in processes if p.name.startswith("worker")]
-    gateway = _url(config.gateway_port)
+    gateway = url(config.gateway_port)
     peak_rss: dict[str, int] = {}
     try:
         with (
-            _running(services, peak_rss=peak_rss),
-            psycopg.connect(_conninfo(urls["message_service"]), autocommit=True) as db,
+            running(services, peak_rss=peak_rss),
+            psycopg.connect(infra.libpq(urls["message_service"]), autocommit=True) as db,
             Redis.from_url(redis_url) as redis,
         ):
             progress(f"anonchat: registering {USERS} users")
             users = _register(gateway, USERS)
             users_file = scratch / "users"
             users_file.write_text("".join(f"{uid} {token}\n" for uid, token in users))
-            stack = _Stack(gateway, users_file, db, redis)
+            stack = Stack(gateway, users_file, db, redis)
             results: dict[str, Any] = {}
-            with _running(workers, peak_rss=peak_rss) as running:
+            with running(workers, peak_rss=peak_rss) as started:
                 progress("anonchat: accepted and persisted at the maximum rate")
                 results |= stack.sustained()
                 progress("anonchat: send-to-visible at half the maximum rate")
@@ -165,18 +88,18 @@ def _anonchat(
                     users, rate=results["accepted"]["rate"] / 2
                 )
                 progress("anonchat: worker capacity (queue filled, then drained by 2 workers)")
-                results["worker_capacity"] = stack.capacity(running)
+                results["worker_capacity"] = stack.capacity(started)
             results["exactly_once"] = stack.exactly_once()
-            progress("anonchat: get_messages with 1,000,000 messages stored")
+            progress(f"anonchat: get_messages with {STORED_FOR_READS:,} messages stored")
             results["get_messages"] = stack.get_messages(users)
     finally:
-        for url in urls.values():
-            databases.drop_database(url)
+        for database in urls.values():
+            databases.drop_database(database)
     results["peak_rss_mb"] = {name: kib / 1024 for name, kib in peak_rss.items()}
     return results
 
 
-class _Stack:
+class Stack:
     """Measurements against a running anonchat stack."""
 
     def __init__(self, gateway: str, users_file: Path, db: psycopg.Connection[Any], redis: Redis):
@@ -187,17 +110,17 @@ class _Stack:
         self.accepted_total = 0
 
     def stored(self) -> int:
-        return _scalar(self.db, "SELECT count(*) FROM messages")
+        return scalar(self.db, "SELECT count(*) FROM messages")
 
     def depth(self) -> dict[str, int]:
         """Messages accepted but not stored yet, and the jobs carrying them."""
         return {
             "messages": int(self.redis.hlen(PENDING_KEY)),
-            "jobs": int(self.redis.llen(f"rq:queue:{QUEUE_NAME}")),
+            "jobs": int(self.redis.llen(queue_key(QUEUE_NAME))),
         }
 
     def send(self, seconds: float, **options: Any) -> wrk.Load:
-        load = _send_load(self.gateway, self.users_file, seconds=seconds, **options)
+        load = send_load(self.gateway, self.users_file, seconds=seconds, **options)
         self.accepted_total += load.requests - load.non_2xx
         return load
 
@@ -221,7 +144,7 @@ class _Stack:
         (t0, stored0, depth0), (t1, stored1, depth1) = samples["start"], samples["end"]
         self.wait_drained()
         return {
-            "accepted": _load(load),
+            "accepted": figures(load),
             "persisted": {
                 "rate": (stored1 - stored0) / (t1 - t0),
                 "window_seconds": t1 - t0,
@@ -270,23 +193,18 @@ class _Stack:
             "rate": load.rate + len(answered) / seconds,
             "background_rate": load.rate,
             "samples": len(latencies),
-            "p50_ms": _percentile(latencies, 50),
-            "p99_ms": _percentile(latencies, 99),
-            "answered_p50_ms": _percentile(answered, 50),
-            "answered_p99_ms": _percentile(answered, 99),
+            "p50_ms": percentile(latencies, 50),
+            "p99_ms": percentile(latencies, 99),
+            "answered_p50_ms": percentile(answered, 50),
+            "answered_p99_ms": percentile(answered, 99),
         }
 
     def capacity(self, workers: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
         """Pause the (warm) workers, queue messages at the maximum rate, then time the
         workers draining them from the moment they resume."""
-        for worker in workers:
-            os.killpg(worker.pid, signal.SIGSTOP)
-        try:
+        with paused(workers):
             self.send(8)
             filled = self.depth()
-        finally:
-            for worker in workers:
-                os.killpg(worker.pid, signal.SIGCONT)
         started = time.perf_counter()
         finished = self.wait_drained()
         return {
@@ -304,13 +222,12 @@ class _Stack:
         return {"answered": self.accepted_total, "stored": row[0], "distinct": row[1]}
 
     def get_messages(self, users: list[tuple[int, str]]) -> dict[str, Any]:
-        """Store 1,000,000 messages in all, then read one conversation page by page."""
+        """Store ``STORED_FOR_READS`` messages in all, then read one conversation page by page."""
         (reader, token), (other, _) = users[0], users[1]
-        total = 1_000_000
-        extra = total - self.stored()
+        extra = STORED_FOR_READS - self.stored()
         ids = [uid for uid, _ in users]
         # Ids are reserved as message_service reserves them, so none can collide.
-        first = _scalar(
+        first = scalar(
             self.db,
             "UPDATE id_blocks SET next_id = next_id + %s RETURNING next_id - %s",
             (extra, extra),
@@ -338,13 +255,13 @@ class _Stack:
         # Write the seeded pages out now rather than during the measurement.
         self.db.execute("CHECKPOINT")
         stored = self.stored()
-        conversation = _scalar(
+        conversation = scalar(
             self.db,
             "SELECT count(*) FROM messages WHERE least(sender_id, receiver_id) = %s "
             "AND greatest(sender_id, receiver_id) = %s",
             (min(reader, other), max(reader, other)),
         )
-        middle = _scalar(
+        middle = scalar(
             self.db,
             "SELECT seq FROM messages WHERE sender_id = %s AND receiver_id = %s "
             "ORDER BY seq OFFSET %s LIMIT 1",
@@ -355,7 +272,7 @@ class _Stack:
         load = wrk.run(
             self.gateway, ["get", path, token], seconds=HTTP_SECONDS, connections=1, threads=1
         )
-        return _load(load) | {"stored": stored, "conversation": conversation, "page": 50}
+        return figures(load) | {"stored": stored, "conversation": conversation, "page": 50}
 
 
 def _probe(
@@ -419,77 +336,3 @@ def _register(gateway: str, count: int) -> list[tuple[int, str]]:
             token = client.post("/login", json=body).raise_for_status().json()["access_token"]
             users.append((answer.json()["id"], token))
     return users
-
-
-@contextlib.contextmanager
-def _running(
-    processes: list[Process],
-    *,
-    peak_rss: dict[str, int] | None = None,
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start ``processes``, wait until each answers, stop them all afterwards (noting
-    each one's peak resident memory first)."""
-    started: list[tuple[Process, subprocess.Popen[bytes]]] = []
-    try:
-        for process in processes:
-            running = spawn(process)
-            started.append((process, running))
-            if process.health_url:
-                wait_healthy(process.health_url, timeout=60, process=running)
-        yield [running for _, running in started]
-    finally:
-        for process, running in reversed(started):
-            if peak_rss is not None:
-                peak = _peak_rss_kib(running.pid)
-                peak_rss[process.name] = max(peak_rss.get(process.name, 0), peak)
-            stop(running)
-
-
-def _peak_rss_kib(pid: int) -> int:
-    """The peak resident set of ``pid`` (VmHWM), in KiB; 0 if it is gone."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
-def _send_load(
-    url: str, users_file: Path, *, seconds: float = HTTP_SECONDS, **options: Any
-) -> wrk.Load:
-    run = str(next(_runs))
-    return wrk.run(url, ["send", str(users_file), run], seconds=seconds, **options)
-
-
-def _load(load: wrk.Load) -> dict[str, Any]:
-    return asdict(load) | {"rate": load.rate}
-
-
-def _percentile(values: list[float], percent: int) -> float:
-    if len(values) < 2:
-        return values[0] if values else float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
-
-
-def _scalar(connection: psycopg.Connection[Any], query: str, params: Any = None) -> int:
-    row = connection.execute(query, params).fetchone()
-    if row is None:
-        raise RuntimeError(f"no row from {query!r}")
-    return int(row[0])
-
-
-def _server_versions(conninfo: str, redis_url: str) -> dict[str, str]:
-    with psycopg.connect(conninfo) as connection, Redis.from_url(redis_url) as redis:
-        row = connection.execute("SHOW server_version").fetchone()
-        return {
-            "postgres": str(row[0] if row else ""),
-            "redis": str(redis.info("server")["redis_version"]),
-        }
-
-
-def _conninfo(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
-def _url(port: int) -> str:
-    return f"http://127.0.0.1:{port}"

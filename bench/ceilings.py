@@ -1,0 +1,158 @@
+"""This machine's ceilings, with nothing of anonchat in between, and the original
+design's shape as the baseline: Postgres inserts, RQ's enqueue, a bare endpoint (one
+hop), the same behind a bare forwarding gateway (two hops), and Flask with one insert
+per send."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+from sqlalchemy import create_engine
+
+from bench.baseline import Base as BaselineBase
+from bench.harness import figures, running, scalar, send_load, url
+from stack import databases, infra
+from stack.processes import Process, free_port, uvicorn
+
+CREATE = """
+CREATE TABLE ceiling_messages (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    content text NOT NULL,
+    sender_id bigint NOT NULL,
+    receiver_id bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+INSERT = "INSERT INTO ceiling_messages (content, sender_id, receiver_id) VALUES (%s, %s, %s)"
+BATCH = 100
+STORAGE_SECONDS = 3
+
+
+def _rate(seconds: float, step: Callable[[], int]) -> float:
+    """Call ``step`` (which returns how many items it did) for ``seconds``; items/s."""
+    done = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    while (now := time.perf_counter()) < deadline:
+        done += step()
+    return done / (now - started)
+
+
+def postgres_inserts(conninfo: str, *, seconds: float) -> tuple[float, float]:
+    """Rows/s inserted one per commit, then ``BATCH`` per commit (executemany)."""
+    row = ("benchmark message", 1, 2)
+    with psycopg.connect(conninfo) as connection:
+        connection.execute(CREATE)
+        connection.commit()
+
+        def one() -> int:
+            connection.execute(INSERT, row)
+            connection.commit()
+            return 1
+
+        def batch() -> int:
+            with connection.cursor() as cursor:
+                cursor.executemany(INSERT, [row] * BATCH)
+            connection.commit()
+            return BATCH
+
+        one_per_commit = _rate(seconds, one)
+        batched = _rate(seconds, batch)
+        connection.execute("DROP TABLE ceiling_messages")
+        connection.commit()
+    return one_per_commit, batched
+
+
+def rq_enqueue(redis_url: str, *, seconds: float) -> float:
+    """Jobs/s enqueued with RQ's ``enqueue`` in a loop, one message per job (on the
+    benchmark's own Redis, emptied afterwards; no worker runs them)."""
+    redis = Redis.from_url(redis_url)
+    queue = Queue("ceiling", connection=redis, serializer=JSONSerializer)
+    message = {"id": 1, "content": "benchmark message", "sender_id": 1, "receiver_id": 2}
+    try:
+
+        def enqueue() -> int:
+            queue.enqueue("bench.ceilings.noop", messages=[message], result_ttl=0)
+            return 1
+
+        return _rate(seconds, enqueue)
+    finally:
+        redis.flushdb()
+        redis.close()
+
+
+def storage(postgres_url: str, redis_url: str) -> dict[str, Any]:
+    """Postgres inserts and RQ's enqueue, each for ``STORAGE_SECONDS``."""
+    one_row, batched = postgres_inserts(infra.libpq(postgres_url), seconds=STORAGE_SECONDS)
+    return {
+        "postgres_one_row_per_commit": one_row,
+        "postgres_batched": batched,
+        "rq_enqueue": rq_enqueue(redis_url, seconds=STORAGE_SECONDS),
+    }
+
+
+def http(users_file: Path) -> dict[str, Any]:
+    """The send load against the bare endpoint, then through the bare gateway."""
+    echo_port, forwarder_port = free_port(), free_port()
+    echo = uvicorn("echo", "bench.echo", echo_port, {})
+    forwarder = uvicorn(
+        "forwarder", "bench.forwarder", forwarder_port, {"BENCH_UPSTREAM": url(echo_port)}
+    )
+    with running([echo]):
+        one_hop = send_load(url(echo_port), users_file)
+        with running([forwarder]):
+            two_hops = send_load(url(forwarder_port), users_file)
+    return {"one_hop": figures(one_hop), "two_hops": figures(two_hops)}
+
+
+def baseline(postgres_url: str, users_file: Path) -> dict[str, Any]:
+    """The send load against Flask under gunicorn, in a database of its own."""
+    database = infra.with_database(postgres_url, "bench_baseline")
+    databases.create_database(database)
+    engine = create_engine(database)
+    BaselineBase.metadata.create_all(engine)
+    engine.dispose()
+    port = free_port()
+    gunicorn = Process(
+        "baseline",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers=2",
+            f"--bind=127.0.0.1:{port}",
+            "--log-level=warning",
+            "bench.baseline:app",
+        ],
+        {"BENCH_BASELINE_DATABASE_URL": database},
+        f"{url(port)}/healthz",
+    )
+    try:
+        with running([gunicorn]):
+            load = send_load(url(port), users_file)
+        with psycopg.connect(infra.libpq(database)) as connection:
+            stored = scalar(connection, "SELECT count(*) FROM baseline_messages")
+    finally:
+        databases.drop_database(database)
+    return figures(load) | {"stored": stored}
+
+
+def server_versions(postgres_url: str, redis_url: str) -> dict[str, str]:
+    """The versions of the Postgres and Redis servers measured."""
+    with (
+        psycopg.connect(infra.libpq(postgres_url)) as connection,
+        Redis.from_url(redis_url) as redis,
+    ):
+        row = connection.execute("SHOW server_version").fetchone()
+        return {
+            "postgres": str(row[0] if row else ""),
+            "redis": str(redis.info("server")["redis_version"]),
+        }
