@@ -18,7 +18,6 @@ from bench import wrk
 from bench.harness import (
     HTTP_SECONDS,
     Progress,
-    figures,
     paused,
     percentile,
     running,
@@ -26,6 +25,16 @@ from bench.harness import (
     send_load,
     url,
 )
+from bench.results import (
+    Anonchat,
+    Capacity,
+    Depth,
+    ExactlyOnce,
+    Page,
+    Persisted,
+    SendToVisible,
+)
+from bench.wrk import Load
 from message_service.persistence.queued import PENDING_KEY, QUEUE_NAME, STORED_CHANNEL
 from message_service.persistence.rq_layout import queue_key
 from stack import databases, infra
@@ -37,6 +46,7 @@ USERS = 200
 PASSWORD = "benchmark password"
 # The messages stored in all when get_messages pages through one conversation.
 STORED_FOR_READS = 1_000_000
+PAGE_SIZE = 50
 # Production settings but for these: registering the users is not measured, so hashing
 # is cheap; the per-user send limit is lifted (the limiter still runs on every send).
 STACK_ENVIRONMENT = {
@@ -50,7 +60,7 @@ STACK_ENVIRONMENT = {
 }
 
 
-def measure(postgres_url: str, redis_url: str, scratch: Path, progress: Progress) -> dict[str, Any]:
+def measure(postgres_url: str, redis_url: str, scratch: Path, progress: Progress) -> Anonchat:
     """Every anonchat figure, each process's peak RSS included."""
     urls = databases.create_and_migrate(postgres_url, "bench")
     config = StackConfig(
@@ -79,24 +89,28 @@ def measure(postgres_url: str, redis_url: str, scratch: Path, progress: Progress
             users_file = scratch / "users"
             users_file.write_text("".join(f"{uid} {token}\n" for uid, token in users))
             stack = Stack(gateway, users_file, db, redis)
-            results: dict[str, Any] = {}
             with running(workers, peak_rss=peak_rss) as started:
                 progress("anonchat: accepted and persisted at the maximum rate")
-                results |= stack.sustained()
+                accepted, persisted = stack.sustained()
                 progress("anonchat: send-to-visible at half the maximum rate")
-                results["send_to_visible"] = stack.send_to_visible(
-                    users, rate=results["accepted"]["rate"] / 2
-                )
+                visible = stack.send_to_visible(users, rate=accepted.rate / 2)
                 progress("anonchat: worker capacity (queue filled, then drained by 2 workers)")
-                results["worker_capacity"] = stack.capacity(started)
-            results["exactly_once"] = stack.exactly_once()
+                capacity = stack.capacity(started)
+            once = stack.exactly_once()
             progress(f"anonchat: get_messages with {STORED_FOR_READS:,} messages stored")
-            results["get_messages"] = stack.get_messages(users)
+            page = stack.get_messages(users)
     finally:
         for database in urls.values():
             databases.drop_database(database)
-    results["peak_rss_mb"] = {name: kib / 1024 for name, kib in peak_rss.items()}
-    return results
+    return Anonchat(
+        accepted=accepted,
+        persisted=persisted,
+        send_to_visible=visible,
+        worker_capacity=capacity,
+        exactly_once=once,
+        get_messages=page,
+        peak_rss_mb={name: kib / 1024 for name, kib in peak_rss.items()},
+    )
 
 
 class Stack:
@@ -112,19 +126,19 @@ class Stack:
     def stored(self) -> int:
         return scalar(self.db, "SELECT count(*) FROM messages")
 
-    def depth(self) -> dict[str, int]:
-        """Messages accepted but not stored yet, and the jobs carrying them."""
-        return {
-            "messages": int(self.redis.hlen(PENDING_KEY)),
-            "jobs": int(self.redis.llen(queue_key(QUEUE_NAME))),
-        }
+    def depth(self) -> Depth:
+        """Messages accepted but not stored yet, and the jobs waiting to carry them."""
+        return Depth(
+            messages=int(self.redis.hlen(PENDING_KEY)),
+            jobs=int(self.redis.llen(queue_key(QUEUE_NAME))),
+        )
 
-    def send(self, seconds: float, **options: Any) -> wrk.Load:
+    def send(self, seconds: float, **options: Any) -> Load:
         load = send_load(self.gateway, self.users_file, seconds=seconds, **options)
         self.accepted_total += load.requests - load.non_2xx
         return load
 
-    def sustained(self) -> dict[str, Any]:
+    def sustained(self) -> tuple[Load, Persisted]:
         """Sends at the maximum rate for the window plus a lead-in and a tail; persisted
         messages counted over the window, with the queue depth at its ends."""
         self.send(3)
@@ -143,27 +157,25 @@ class Stack:
         sampler.join()
         (t0, stored0, depth0), (t1, stored1, depth1) = samples["start"], samples["end"]
         self.wait_drained()
-        return {
-            "accepted": figures(load),
-            "persisted": {
-                "rate": (stored1 - stored0) / (t1 - t0),
-                "window_seconds": t1 - t0,
-                "depth_start": depth0,
-                "depth_end": depth1,
-            },
-        }
+        persisted = Persisted(
+            rate=(stored1 - stored0) / (t1 - t0),
+            window_seconds=t1 - t0,
+            depth_start=depth0,
+            depth_end=depth1,
+        )
+        return load, persisted
 
     def wait_drained(self, timeout: float = 120) -> float:
         """Wait until every accepted message is stored; returns when that happened."""
         deadline = time.perf_counter() + timeout
         # The pending count is one cheap Redis call; counting rows costs Postgres a scan.
-        while self.depth()["messages"] or self.stored() < self.accepted_total:
+        while self.depth().messages or self.stored() < self.accepted_total:
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"messages still queued after {timeout} s: {self.depth()}")
             time.sleep(0.01)
         return time.perf_counter()
 
-    def send_to_visible(self, users: list[tuple[int, str]], *, rate: float) -> dict[str, Any]:
+    def send_to_visible(self, users: list[tuple[int, str]], *, rate: float) -> SendToVisible:
         """A probe sender and a subscribed reader beside a wrk load at ``rate``."""
         (_, sender_token), (receiver, _) = users[0], users[1]
         connections = 32
@@ -171,7 +183,7 @@ class Stack:
         # pause plus the latency, so a short run at the plain pause measures the latency.
         pause = connections * 1000 / (rate - 1000 / PROBE_INTERVAL_MS)
         latency = self.send(2, connections=connections, delay_ms=pause).p50_ms
-        background: dict[str, wrk.Load] = {}
+        background: dict[str, Load] = {}
         seconds = 10
         thread = threading.Thread(
             target=lambda: background.setdefault(
@@ -189,17 +201,17 @@ class Stack:
         self.accepted_total += len(answered)
         self.wait_drained()
         load = background["load"]
-        return {
-            "rate": load.rate + len(answered) / seconds,
-            "background_rate": load.rate,
-            "samples": len(latencies),
-            "p50_ms": percentile(latencies, 50),
-            "p99_ms": percentile(latencies, 99),
-            "answered_p50_ms": percentile(answered, 50),
-            "answered_p99_ms": percentile(answered, 99),
-        }
+        return SendToVisible(
+            rate=load.rate + len(answered) / seconds,
+            background_rate=load.rate,
+            samples=len(latencies),
+            p50_ms=percentile(latencies, 50),
+            p99_ms=percentile(latencies, 99),
+            answered_p50_ms=percentile(answered, 50),
+            answered_p99_ms=percentile(answered, 99),
+        )
 
-    def capacity(self, workers: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
+    def capacity(self, workers: list[subprocess.Popen[bytes]]) -> Capacity:
         """Pause the (warm) workers, queue messages at the maximum rate, then time the
         workers draining them from the moment they resume."""
         with paused(workers):
@@ -207,21 +219,19 @@ class Stack:
             filled = self.depth()
         started = time.perf_counter()
         finished = self.wait_drained()
-        return {
-            "messages": filled["messages"],
-            "jobs": filled["jobs"],
-            "rate": filled["messages"] / (finished - started),
-        }
+        return Capacity(
+            messages=filled.messages, jobs=filled.jobs, rate=filled.messages / (finished - started)
+        )
 
-    def exactly_once(self) -> dict[str, int]:
+    def exactly_once(self) -> ExactlyOnce:
         """Every send answered 202 was stored, and no message twice: contents are unique,
         and wrk counts only the answers it read before it stopped (a few more sends may
         have been accepted)."""
         row = self.db.execute("SELECT count(*), count(DISTINCT content) FROM messages").fetchone()
         assert row is not None
-        return {"answered": self.accepted_total, "stored": row[0], "distinct": row[1]}
+        return ExactlyOnce(answered=self.accepted_total, stored=row[0], distinct=row[1])
 
-    def get_messages(self, users: list[tuple[int, str]]) -> dict[str, Any]:
+    def get_messages(self, users: list[tuple[int, str]]) -> Page:
         """Store ``STORED_FOR_READS`` messages in all, then read one conversation page by page."""
         (reader, token), (other, _) = users[0], users[1]
         extra = STORED_FOR_READS - self.stored()
@@ -267,12 +277,12 @@ class Stack:
             "ORDER BY seq OFFSET %s LIMIT 1",
             (reader, other, conversation // 4),
         )
-        path = f"/get_messages?with_user={other}&limit=50&cursor={middle}"
+        path = f"/get_messages?with_user={other}&limit={PAGE_SIZE}&cursor={middle}"
         # One reader at a time: the latency of a page, not a queue of readers.
         load = wrk.run(
             self.gateway, ["get", path, token], seconds=HTTP_SECONDS, connections=1, threads=1
         )
-        return figures(load) | {"stored": stored, "conversation": conversation, "page": 50}
+        return Page(load=load, stored=stored, conversation=conversation, size=PAGE_SIZE)
 
 
 def _probe(

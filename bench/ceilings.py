@@ -5,11 +5,12 @@ per send."""
 
 from __future__ import annotations
 
+import os
+import platform
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from redis import Redis
@@ -18,7 +19,9 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine
 
 from bench.baseline import Base as BaselineBase
-from bench.harness import figures, running, scalar, send_load, url
+from bench.harness import Progress, running, scalar, send_load, url
+from bench.results import Baseline, Ceilings, Machine, Servers
+from bench.wrk import Load
 from stack import databases, infra
 from stack.processes import Process, free_port, uvicorn
 
@@ -89,18 +92,24 @@ def rq_enqueue(redis_url: str, *, seconds: float) -> float:
         redis.close()
 
 
-def storage(postgres_url: str, redis_url: str) -> dict[str, Any]:
-    """Postgres inserts and RQ's enqueue, each for ``STORAGE_SECONDS``."""
+def measure(postgres_url: str, redis_url: str, users_file: Path, progress: Progress) -> Ceilings:
+    """Postgres inserts and RQ's enqueue (each for ``STORAGE_SECONDS``), then the send
+    load against the bare endpoint and through the bare gateway."""
+    progress("ceilings: Postgres inserts, RQ enqueue")
     one_row, batched = postgres_inserts(infra.libpq(postgres_url), seconds=STORAGE_SECONDS)
-    return {
-        "postgres_one_row_per_commit": one_row,
-        "postgres_batched": batched,
-        "rq_enqueue": rq_enqueue(redis_url, seconds=STORAGE_SECONDS),
-    }
+    enqueue = rq_enqueue(redis_url, seconds=STORAGE_SECONDS)
+    progress("ceilings: one hop, two hops")
+    one_hop, two_hops = _hops(users_file)
+    return Ceilings(
+        postgres_one_row_per_commit=one_row,
+        postgres_batched=batched,
+        rq_enqueue=enqueue,
+        one_hop=one_hop,
+        two_hops=two_hops,
+    )
 
 
-def http(users_file: Path) -> dict[str, Any]:
-    """The send load against the bare endpoint, then through the bare gateway."""
+def _hops(users_file: Path) -> tuple[Load, Load]:
     echo_port, forwarder_port = free_port(), free_port()
     echo = uvicorn("echo", "bench.echo", echo_port, {})
     forwarder = uvicorn(
@@ -110,11 +119,12 @@ def http(users_file: Path) -> dict[str, Any]:
         one_hop = send_load(url(echo_port), users_file)
         with running([forwarder]):
             two_hops = send_load(url(forwarder_port), users_file)
-    return {"one_hop": figures(one_hop), "two_hops": figures(two_hops)}
+    return one_hop, two_hops
 
 
-def baseline(postgres_url: str, users_file: Path) -> dict[str, Any]:
+def baseline(postgres_url: str, users_file: Path, progress: Progress) -> Baseline:
     """The send load against Flask under gunicorn, in a database of its own."""
+    progress("baseline: Flask under gunicorn, one insert per send")
     database = infra.with_database(postgres_url, "bench_baseline")
     databases.create_database(database)
     engine = create_engine(database)
@@ -142,17 +152,34 @@ def baseline(postgres_url: str, users_file: Path) -> dict[str, Any]:
             stored = scalar(connection, "SELECT count(*) FROM baseline_messages")
     finally:
         databases.drop_database(database)
-    return figures(load) | {"stored": stored}
+    return Baseline(load=load, stored=stored)
 
 
-def server_versions(postgres_url: str, redis_url: str) -> dict[str, str]:
+def servers(postgres_url: str, redis_url: str) -> Servers:
     """The versions of the Postgres and Redis servers measured."""
     with (
         psycopg.connect(infra.libpq(postgres_url)) as connection,
         Redis.from_url(redis_url) as redis,
     ):
         row = connection.execute("SHOW server_version").fetchone()
-        return {
-            "postgres": str(row[0] if row else ""),
-            "redis": str(redis.info("server")["redis_version"]),
-        }
+        return Servers(
+            postgres=str(row[0] if row else ""), redis=str(redis.info("server")["redis_version"])
+        )
+
+
+def machine() -> Machine:
+    """This machine's processor, the cores the benchmark may use, Python and the system."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return Machine(
+        cpu=cpu,
+        cores=len(os.sched_getaffinity(0)),
+        python=platform.python_version(),
+        system=platform.platform(),
+    )

@@ -10,7 +10,6 @@ import signal
 import statistics
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +76,6 @@ def send_load(
     content no other load of this benchmark uses."""
     run = str(next(_runs))
     return wrk.run(url, ["send", str(users_file), run], seconds=seconds, **options)
-
-
-def figures(load: wrk.Load) -> dict[str, Any]:
-    """A load's figures, its rate included, as a JSON-ready dict."""
-    return asdict(load) | {"rate": load.rate}
 
 
 def url(port: int) -> str:

@@ -1,0 +1,130 @@
+"""What the benchmark measures, as typed results: ``bench.report`` renders them and
+``python -m bench`` writes them to JSON (``dataclasses.asdict``). Rates are per second,
+times in milliseconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.wrk import Load
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where the benchmark ran."""
+
+    cpu: str
+    cores: int
+    python: str
+    system: str
+
+
+@dataclass(frozen=True)
+class Servers:
+    """The versions of the servers it ran on."""
+
+    postgres: str
+    redis: str
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """This machine with nothing of anonchat in between."""
+
+    postgres_one_row_per_commit: float
+    postgres_batched: float
+    rq_enqueue: float
+    one_hop: Load
+    two_hops: Load
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The original design's shape under the send load, and the rows it stored."""
+
+    load: Load
+    stored: int
+
+
+@dataclass(frozen=True)
+class Depth:
+    """Messages accepted and not stored yet, and the jobs carrying them."""
+
+    messages: int
+    jobs: int
+
+
+@dataclass(frozen=True)
+class Persisted:
+    """Messages stored per second over a window of sends at the maximum rate."""
+
+    rate: float
+    window_seconds: float
+    depth_start: Depth
+    depth_end: Depth
+
+
+@dataclass(frozen=True)
+class SendToVisible:
+    """A probe's sends beside a lighter load: to the 202, and to the store's
+    announcement."""
+
+    rate: float
+    background_rate: float
+    samples: int
+    p50_ms: float
+    p99_ms: float
+    answered_p50_ms: float
+    answered_p99_ms: float
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """A queue filled while the workers were paused, and how fast they drained it."""
+
+    messages: int
+    jobs: int
+    rate: float
+
+
+@dataclass(frozen=True)
+class ExactlyOnce:
+    """Sends answered 202, messages stored, and distinct contents among them."""
+
+    answered: int
+    stored: int
+    distinct: int
+
+
+@dataclass(frozen=True)
+class Page:
+    """One reader paging through a conversation."""
+
+    load: Load
+    stored: int
+    conversation: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Anonchat:
+    """Every figure of the anonchat stack, with 2 workers."""
+
+    accepted: Load
+    persisted: Persisted
+    send_to_visible: SendToVisible
+    worker_capacity: Capacity
+    exactly_once: ExactlyOnce
+    get_messages: Page
+    peak_rss_mb: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Results:
+    """One run of the benchmark."""
+
+    machine: Machine
+    servers: Servers
+    ceilings: Ceilings
+    baseline: Baseline
+    anonchat: Anonchat
