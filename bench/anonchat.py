@@ -71,7 +71,8 @@ def measure(postgres_url: str, redis_url: str, scratch: Path, progress: Progress
         user_service_port=free_port(),
         message_service_port=free_port(),
         workers=2,
-        environment=STACK_ENVIRONMENT,
+        # The workers' status file goes with the scratch folder rather than stay in /tmp.
+        environment=STACK_ENVIRONMENT | {"WORKER_STATUS_FILE": str(scratch / "worker-status")},
     )
     processes = stack_processes(config)
     services = [p for p in processes if not p.name.startswith("worker")]
