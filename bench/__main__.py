@@ -51,13 +51,12 @@ def measure(postgres_url: str, redis_url: str, *, progress: Progress) -> Results
         # The ceilings and the baseline check no token: any will do.
         fake_users = Path(scratch) / "fake-users"
         fake_users.write_text("".join(f"{n} token{n}\n" for n in range(1, anonchat.USERS + 1)))
-        versions = ceilings.servers(postgres_url, redis_url)
+        where = ceilings.machine(postgres_url, redis_url)
         machine_ceilings = ceilings.measure(postgres_url, redis_url, fake_users, progress)
         baseline = ceilings.baseline(postgres_url, fake_users, progress)
         stack = anonchat.measure(postgres_url, redis_url, Path(scratch), progress)
     return Results(
-        machine=ceilings.machine(),
-        servers=versions,
+        machine=where,
         ceilings=machine_ceilings,
         baseline=baseline,
         anonchat=stack,

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine
 
 from bench.baseline import Base as BaselineBase
 from bench.harness import Progress, running, scalar, send_load, url
-from bench.results import Baseline, Ceilings, Machine, Servers
+from bench.results import Baseline, Ceilings, Machine
 from bench.wrk import Load
 from stack import databases, infra
 from stack.processes import Process, free_port, uvicorn
@@ -155,20 +155,9 @@ def baseline(postgres_url: str, users_file: Path, progress: Progress) -> Baselin
     return Baseline(load=load, stored=stored)
 
 
-def servers(postgres_url: str, redis_url: str) -> Servers:
-    """The versions of the Postgres and Redis servers measured."""
-    with (
-        psycopg.connect(infra.libpq(postgres_url)) as connection,
-        Redis.from_url(redis_url) as redis,
-    ):
-        row = connection.execute("SHOW server_version").fetchone()
-        return Servers(
-            postgres=str(row[0] if row else ""), redis=str(redis.info("server")["redis_version"])
-        )
-
-
-def machine() -> Machine:
-    """This machine's processor, the cores the benchmark may use, Python and the system."""
+def machine(postgres_url: str, redis_url: str) -> Machine:
+    """This machine's processor, the cores the benchmark may use, Python, the system,
+    and the versions of the Postgres and Redis servers measured."""
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -177,9 +166,18 @@ def machine() -> Machine:
         ),
         platform.processor(),
     )
+    with (
+        psycopg.connect(infra.libpq(postgres_url)) as connection,
+        Redis.from_url(redis_url) as redis,
+    ):
+        row = connection.execute("SHOW server_version").fetchone()
+        postgres = str(row[0] if row else "")
+        redis_version = str(redis.info("server")["redis_version"])
     return Machine(
         cpu=cpu,
         cores=len(os.sched_getaffinity(0)),
         python=platform.python_version(),
         system=platform.platform(),
+        postgres=postgres,
+        redis=redis_version,
     )

@@ -11,18 +11,12 @@ from bench.wrk import Load
 
 @dataclass(frozen=True)
 class Machine:
-    """Where the benchmark ran."""
+    """Where the benchmark ran, and the versions of the servers it ran on."""
 
     cpu: str
     cores: int
     python: str
     system: str
-
-
-@dataclass(frozen=True)
-class Servers:
-    """The versions of the servers it ran on."""
-
     postgres: str
     redis: str
 
@@ -124,7 +118,6 @@ class Results:
     """One run of the benchmark."""
 
     machine: Machine
-    servers: Servers
     ceilings: Ceilings
     baseline: Baseline
     anonchat: Anonchat
