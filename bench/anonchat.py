@@ -14,7 +14,7 @@ import httpx
 import psycopg
 from redis import Redis
 
-from bench import wrk
+from bench import redis_memory, wrk
 from bench.harness import (
     HTTP_SECONDS,
     Progress,
@@ -32,6 +32,7 @@ from bench.results import (
     ExactlyOnce,
     Page,
     Persisted,
+    RedisMemory,
     SendToVisible,
 )
 from bench.wrk import Load
@@ -90,16 +91,27 @@ def measure(postgres_url: str, redis_url: str, scratch: Path, progress: Progress
             users_file = scratch / "users"
             users_file.write_text("".join(f"{uid} {token}\n" for uid, token in users))
             stack = Stack(gateway, users_file, db, redis)
+            # The waits for the idempotency margin to pass overlap other measurements,
+            # which leave nothing in Redis once their messages are stored. The workers
+            # run throughout, so that Redis holds the same workers each time it is read.
             with running(workers, peak_rss=peak_rss) as started:
+                progress("anonchat: Redis memory of keyed sends queued, the workers paused")
+                backlog, stored_at = redis_memory.queued(stack, started, users)
                 progress("anonchat: accepted and persisted at the maximum rate")
                 accepted, persisted = stack.sustained()
                 progress("anonchat: send-to-visible at half the maximum rate")
                 visible = stack.send_to_visible(users, rate=accepted.rate / 2)
                 progress("anonchat: worker capacity (queue filled, then drained by 2 workers)")
                 capacity = stack.capacity(started)
-            once = stack.exactly_once()
-            progress(f"anonchat: get_messages with {STORED_FOR_READS:,} messages stored")
-            page = stack.get_messages(users)
+                progress("anonchat: Redis memory once the keyed messages' margin has passed")
+                first = redis_memory.settled(stack, stored_at)
+                progress("anonchat: more keyed sends at the maximum rate")
+                stored_at = redis_memory.more(stack)
+                once = stack.exactly_once()
+                progress(f"anonchat: get_messages with {STORED_FOR_READS:,} messages stored")
+                page = stack.get_messages(users)
+                progress("anonchat: Redis memory once their margin has passed")
+                second = redis_memory.settled(stack, stored_at)
     finally:
         for database in urls.values():
             databases.drop_database(database)
@@ -108,6 +120,7 @@ def measure(postgres_url: str, redis_url: str, scratch: Path, progress: Progress
         persisted=persisted,
         send_to_visible=visible,
         worker_capacity=capacity,
+        redis_memory=RedisMemory(backlog=backlog, first=first, second=second),
         exactly_once=once,
         get_messages=page,
         peak_rss_mb={name: kib / 1024 for name, kib in peak_rss.items()},
@@ -134,10 +147,26 @@ class Stack:
             jobs=int(self.redis.llen(queue_key(QUEUE_NAME))),
         )
 
+    def keyed_stored(self) -> int:
+        """Messages stored that were sent with an Idempotency-Key."""
+        return scalar(self.db, "SELECT count(*) FROM messages WHERE idempotency_key IS NOT NULL")
+
     def send(self, seconds: float, **options: Any) -> Load:
+        """A send load (see ``harness.send_load``) through the gateway."""
         load = send_load(self.gateway, self.users_file, seconds=seconds, **options)
         self.accepted_total += load.requests - load.non_2xx
         return load
+
+    def send_one(self, token: str, receiver: int, *, idempotency_key: str) -> int:
+        """One keyed send; its message's id."""
+        answer = httpx.post(
+            f"{self.gateway}/send_message",
+            json={"receiver_id": receiver, "content": f"one send, {idempotency_key}"},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": idempotency_key},
+            timeout=5,
+        ).raise_for_status()
+        self.accepted_total += 1
+        return int(answer.json()["id"])
 
     def sustained(self) -> tuple[Load, Persisted]:
         """Sends at the maximum rate for the window plus a lead-in and a tail; persisted

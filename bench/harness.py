@@ -70,12 +70,17 @@ def peak_rss_kib(pid: int) -> int:
 
 
 def send_load(
-    url: str, users_file: Path, *, seconds: float = HTTP_SECONDS, **options: Any
+    url: str,
+    users_file: Path,
+    *,
+    seconds: float = HTTP_SECONDS,
+    keyed: bool = False,
+    **options: Any,
 ) -> wrk.Load:
     """wrk sending messages to ``url`` as the users of ``users_file``, each with a
-    content no other load of this benchmark uses."""
-    run = str(next(_runs))
-    return wrk.run(url, ["send", str(users_file), run], seconds=seconds, **options)
+    content no other load of this benchmark uses (``keyed``: and an Idempotency-Key)."""
+    args = ["send", str(users_file), str(next(_runs))]
+    return wrk.run(url, [*args, "keyed"] if keyed else args, seconds=seconds, **options)
 
 
 def url(port: int) -> str:

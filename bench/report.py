@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.results import Results
+from bench.results import Backlog, RedisMemory, Results
 from bench.wrk import Load
 
 RSS_LIMIT_MB = 150
+QUEUED_LIMIT_BYTES = 1024
+SETTLED_LIMIT_BYTES = 1024 * 1024
+MB = 1024 * 1024
 HEADERS = ("", "measured", "ratio", "target")
 # A cell: fixed text, or what it says of one run.
 Cell = str | Callable[[Results], str]
@@ -37,6 +40,10 @@ def _load(load: Load) -> str:
 
 def _latency(p50_ms: float, p99_ms: float) -> str:
     return f"p50 {p50_ms:.1f} ms, p99 {p99_ms:.1f} ms"
+
+
+def _redis(results: Results) -> RedisMemory:
+    return results.anonchat.redis_memory
 
 
 ROWS = [
@@ -120,6 +127,36 @@ ROWS = [
         "",
         "stored = distinct >= answered",
     ),
+    Row("  Redis memory of keyed sends (each with an Idempotency-Key)"),
+    Row(
+        lambda r: (
+            f"    per queued message: {_redis(r).backlog.messages:,} in "
+            f"{_redis(r).backlog.jobs:,} jobs, workers paused"
+        ),
+        lambda r: (
+            f"{_redis(r).backlog.per_queued:,.0f} B "
+            f"({_redis(r).backlog.queued_bytes / MB:.1f} MB in all)"
+        ),
+        lambda r: f"keys listed below: {_redis(r).backlog.keys_per_message:,.0f} B",
+        f"< {QUEUED_LIMIT_BYTES:,} B",
+    ),
+    Row(
+        "    per stored message, once its margin has passed",
+        lambda r: f"{_redis(r).per_stored:,.1f} B",
+        lambda r: f"right after the store: {_redis(r).backlog.per_drained:,.0f} B",
+        "about 0",
+    ),
+    Row(
+        lambda r: (
+            f"    after {_redis(r).first.keyed_stored:,} and "
+            f"{_redis(r).second.keyed_stored:,} keyed stored"
+        ),
+        lambda r: (
+            f"{_redis(r).first.used_memory / MB:.2f} MB, {_redis(r).second.used_memory / MB:.2f} MB"
+        ),
+        lambda r: f"{_redis(r).growth / MB:+.2f} MB",
+        f"within {SETTLED_LIMIT_BYTES / MB:.0f} MB",
+    ),
     Row("Peak RSS", target=f"each < {RSS_LIMIT_MB} MB"),
 ]
 
@@ -130,7 +167,23 @@ def table(results: Results) -> str:
         (f"  {name}", f"{mb:.0f} MB", "", "")
         for name, mb in sorted(results.anonchat.peak_rss_mb.items())
     ]
-    return _layout([HEADERS, *rows])
+    return _layout([HEADERS, *rows]) + "\n\n" + _keys(_redis(results).backlog)
+
+
+def _keys(backlog: Backlog) -> str:
+    """What each kind of key costs per queued message: alone, and in the backlog."""
+    headers = (
+        "Redis per queued message, by key",
+        "a lone send",
+        f"each of {backlog.messages:,} queued",
+    )
+    rows = [
+        (key.kind, f"{key.lone:,} B", "" if key.backlog is None else f"{key.backlog:,.1f} B")
+        for key in backlog.keys
+    ]
+    total = ("all the above", "", f"{backlog.keys_per_message:,.1f} B")
+    grown = ("used_memory's growth", "", f"{backlog.per_queued:,.1f} B")
+    return _layout([headers, *rows, total, grown])
 
 
 def _layout(rows: list[tuple[str, ...]]) -> str:

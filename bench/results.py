@@ -101,6 +101,76 @@ class Page:
 
 
 @dataclass(frozen=True)
+class KeyCost:
+    """What one kind of key a queued message creates costs Redis (MEMORY USAGE, bytes):
+    the key a lone send makes, and its share per message of a paused queue's backlog
+    (None where it is not per message)."""
+
+    kind: str
+    lone: int
+    backlog: float | None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Redis once every keyed message is stored and its idempotency margin has passed:
+    its memory, the clients it serves (each has buffers) and the keys it holds."""
+
+    keyed_stored: int
+    used_memory: int
+    clients: int
+    keys: list[str]
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Keyed sends queued while the workers were paused: how many, in how many jobs,
+    Redis memory's growth (INFO memory used_memory) while they were queued and right
+    after they were stored, and what each kind of key cost."""
+
+    messages: int
+    jobs: int
+    queued_bytes: int
+    drained_bytes: int
+    keys: list[KeyCost]
+
+    @property
+    def per_queued(self) -> float:
+        """Redis memory's growth per queued message."""
+        return self.queued_bytes / self.messages
+
+    @property
+    def per_drained(self) -> float:
+        """What is left of it per message right after they are stored."""
+        return self.drained_bytes / self.messages
+
+    @property
+    def keys_per_message(self) -> float:
+        """The keys listed, per queued message in all."""
+        return sum(key.backlog for key in self.keys if key.backlog is not None)
+
+
+@dataclass(frozen=True)
+class RedisMemory:
+    """Redis memory of keyed sends: a queued backlog, then Redis settled after two
+    numbers of keyed messages stored."""
+
+    backlog: Backlog
+    first: Settled
+    second: Settled
+
+    @property
+    def growth(self) -> int:
+        """Redis memory's growth from the first settled reading to the second."""
+        return self.second.used_memory - self.first.used_memory
+
+    @property
+    def per_stored(self) -> float:
+        """That growth per keyed message stored in between."""
+        return self.growth / (self.second.keyed_stored - self.first.keyed_stored)
+
+
+@dataclass(frozen=True)
 class Anonchat:
     """Every figure of the anonchat stack, with 2 workers."""
 
@@ -108,6 +178,7 @@ class Anonchat:
     persisted: Persisted
     send_to_visible: SendToVisible
     worker_capacity: Capacity
+    redis_memory: RedisMemory
     exactly_once: ExactlyOnce
     get_messages: Page
     peak_rss_mb: dict[str, float]
