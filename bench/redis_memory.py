@@ -120,7 +120,9 @@ def settled(stack: Stack, stored_at: float) -> Settled:
         keyed_stored=stack.keyed_stored(),
         used_memory=memory,
         clients=int(redis.info("clients")["connected_clients"]),
-        keys=sorted(key.decode() for key in redis.scan_iter(count=1000)),
+        slow_log=int(redis.slowlog_len()),
+        keys={key.decode(): _usage(redis, [key.decode()]) for key in redis.scan_iter(count=1000)},
+        stats=cast("dict[str, object]", redis.memory_stats()),
     )
 
 

@@ -114,12 +114,16 @@ class KeyCost:
 @dataclass(frozen=True)
 class Settled:
     """Redis once every keyed message is stored and its idempotency margin has passed:
-    its memory, the clients it serves (each has buffers) and the keys it holds."""
+    its memory, the clients it serves (each has buffers), the entries of its slow log
+    (the last 128 commands slower than 10 ms, with their arguments), its keys with
+    their MEMORY USAGE, and MEMORY STATS."""
 
     keyed_stored: int
     used_memory: int
     clients: int
-    keys: list[str]
+    slow_log: int
+    keys: dict[str, int]
+    stats: dict[str, object]
 
 
 @dataclass(frozen=True)
