@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from bench.anonchat import Stack
 
 # Keyed sends at the maximum rate while the workers are paused, then while they run.
-PAUSED_SECONDS = 15
+PAUSED_SECONDS = 10
 RUNNING_SECONDS = 30
 # Past the margin, with a second for Redis to reclaim the expired records.
 SETTLE_SECONDS = IDEMPOTENCY_MARGIN_SECONDS + 1
