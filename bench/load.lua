@@ -1,13 +1,14 @@
 -- wrk script for every load of the benchmark.
---   wrk ... -s bench/load.lua URL -- send USERS_FILE RUN
+--   wrk ... -s bench/load.lua URL -- send USERS_FILE RUN [keyed]
 --     POST /send_message as the users of USERS_FILE ("id token" lines), each to another
---     of them; contents are unique per RUN label. With BENCH_DELAY_MS set, each connection pauses that long between
---     requests (a lighter load).
+--     of them; contents are unique per RUN label. "keyed": each send has an
+--     Idempotency-Key of its own, as the client library's. With BENCH_DELAY_MS set, each
+--     connection pauses that long between requests (a lighter load).
 --   wrk ... -s bench/load.lua URL -- get PATH TOKEN
 --     GET PATH with a bearer token.
 -- done() prints one JSON line: requests, duration, errors and latency percentiles (us).
 
-local mode, users, run, path, token
+local mode, users, run, keyed, path, token
 local counter = 0
 local thread_count = 0
 
@@ -25,6 +26,7 @@ function init(args)
       users[#users + 1] = { id = id, auth = "Bearer " .. user_token }
     end
     run = args[3]
+    keyed = args[4] == "keyed"
     counter = thread_index * 7919
   else
     path, token = args[2], args[3]
@@ -41,14 +43,16 @@ function request()
   if receiver == sender then
     receiver = users[(counter * 31 + 8) % #users + 1]
   end
+  local label = string.format("%s-%d-%d", run, thread_index, counter)
   local body = string.format(
-    '{"sender_id": %s, "receiver_id": %s, "content": "benchmark message %s-%d-%d"}',
-    sender.id, receiver.id, run, thread_index, counter
+    '{"sender_id": %s, "receiver_id": %s, "content": "benchmark message %s"}',
+    sender.id, receiver.id, label
   )
-  return wrk.format("POST", "/send_message", {
-    ["Authorization"] = sender.auth,
-    ["Content-Type"] = "application/json",
-  }, body)
+  local headers = { ["Authorization"] = sender.auth, ["Content-Type"] = "application/json" }
+  if keyed then
+    headers["Idempotency-Key"] = "bench-" .. label
+  end
+  return wrk.format("POST", "/send_message", headers, body)
 end
 
 if os.getenv("BENCH_DELAY_MS") then

@@ -2,97 +2,196 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.results import Backlog, RedisMemory, Results
+from bench.wrk import Load
 
 RSS_LIMIT_MB = 150
+QUEUED_LIMIT_BYTES = 1024
+SETTLED_LIMIT_BYTES = 1024 * 1024
+MB = 1024 * 1024
+HEADERS = ("", "measured", "ratio", "target")
+# A cell: fixed text, or what it says of one run.
+Cell = str | Callable[[Results], str]
 
 
-def table(results: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class Row:
+    """One line of the table."""
+
+    label: Cell
+    measured: Cell = ""
+    ratio: Cell = ""
+    target: str = ""
+
+    def cells(self, results: Results) -> tuple[str, ...]:
+        """The row's text for ``results``."""
+        return tuple(
+            cell(results) if callable(cell) else cell
+            for cell in (self.label, self.measured, self.ratio, self.target)
+        )
+
+
+def _load(load: Load) -> str:
+    return f"{load.rate:,.0f} req/s, p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms"
+
+
+def _latency(p50_ms: float, p99_ms: float) -> str:
+    return f"p50 {p50_ms:.1f} ms, p99 {p99_ms:.1f} ms"
+
+
+def _redis(results: Results) -> RedisMemory:
+    return results.anonchat.redis_memory
+
+
+ROWS = [
+    Row("Ceilings"),
+    Row("  one hop: bare FastAPI endpoint", lambda r: _load(r.ceilings.one_hop)),
+    Row("  two hops: bare forwarding gateway", lambda r: _load(r.ceilings.two_hops)),
+    Row("  RQ enqueue, one job per call", lambda r: f"{r.ceilings.rq_enqueue:,.0f} jobs/s"),
+    Row(
+        "  Postgres insert, one row per commit",
+        lambda r: f"{r.ceilings.postgres_one_row_per_commit:,.0f} rows/s",
+    ),
+    Row(
+        "  Postgres insert, 100 rows per commit",
+        lambda r: f"{r.ceilings.postgres_batched:,.0f} rows/s",
+    ),
+    Row("Baseline: Flask, 2 sync workers, one insert per send", lambda r: _load(r.baseline.load)),
+    Row("anonchat"),
+    Row(
+        "  accepted sends through the gateway",
+        lambda r: _load(r.anonchat.accepted),
+        lambda r: (
+            f"{r.anonchat.accepted.rate / r.ceilings.two_hops.rate:.2f}x two hops, "
+            f"{r.anonchat.accepted.rate / r.baseline.load.rate:.2f}x baseline"
+        ),
+        ">= 0.6x, >= 2.5x",
+    ),
+    Row(
+        lambda r: f"  persisted, {r.anonchat.persisted.window_seconds:.0f} s at the maximum rate",
+        lambda r: (
+            f"{r.anonchat.persisted.rate:,.0f} msgs/s; queued "
+            f"{r.anonchat.persisted.depth_start.messages:,} -> "
+            f"{r.anonchat.persisted.depth_end.messages:,}"
+        ),
+        lambda r: f"{r.anonchat.persisted.rate / r.anonchat.accepted.rate:.2f}x accepted",
+        "keeps up, queue flat",
+    ),
+    Row(
+        lambda r: (
+            f"  worker capacity, 2 workers draining {r.anonchat.worker_capacity.messages:,} "
+            f"msgs in {r.anonchat.worker_capacity.jobs:,} jobs"
+        ),
+        lambda r: f"{r.anonchat.worker_capacity.rate:,.0f} msgs/s",
+        lambda r: (
+            f"{r.anonchat.worker_capacity.rate / r.ceilings.postgres_batched:.2f}x batched Postgres"
+        ),
+        ">= 0.3x",
+    ),
+    Row(
+        lambda r: (
+            f"  send-to-visible at {r.anonchat.send_to_visible.rate:,.0f} sends/s "
+            f"({r.anonchat.send_to_visible.rate / r.anonchat.accepted.rate:.2f}x max)"
+        ),
+        lambda r: _latency(r.anonchat.send_to_visible.p50_ms, r.anonchat.send_to_visible.p99_ms),
+        lambda r: (
+            "202 in "
+            + _latency(
+                r.anonchat.send_to_visible.answered_p50_ms,
+                r.anonchat.send_to_visible.answered_p99_ms,
+            )
+        ),
+        "p99 < 50 ms",
+    ),
+    Row(
+        lambda r: (
+            f"  get_messages, a {r.anonchat.get_messages.size}-message page, "
+            f"{r.anonchat.get_messages.stored:,} stored"
+        ),
+        lambda r: _latency(
+            r.anonchat.get_messages.load.p50_ms, r.anonchat.get_messages.load.p99_ms
+        ),
+        lambda r: f"{r.anonchat.get_messages.load.rate:,.0f} pages/s",
+        "p99 < 10 ms",
+    ),
+    Row(
+        "  stored exactly once",
+        lambda r: (
+            f"{r.anonchat.exactly_once.stored:,} stored, "
+            f"{r.anonchat.exactly_once.distinct:,} distinct, "
+            f"{r.anonchat.exactly_once.answered:,} answered 202"
+        ),
+        "",
+        "stored = distinct >= answered",
+    ),
+    Row("  Redis memory of keyed sends (each with an Idempotency-Key)"),
+    Row(
+        lambda r: (
+            f"    per queued message: {_redis(r).backlog.messages:,} in "
+            f"{_redis(r).backlog.jobs:,} jobs, workers paused"
+        ),
+        lambda r: (
+            f"{_redis(r).backlog.per_queued:,.0f} B "
+            f"({_redis(r).backlog.queued_bytes / MB:.1f} MB in all)"
+        ),
+        lambda r: f"keys listed below: {_redis(r).backlog.keys_per_message:,.0f} B",
+        f"< {QUEUED_LIMIT_BYTES:,} B",
+    ),
+    Row(
+        "    per stored message, once its margin has passed",
+        lambda r: f"{_redis(r).per_stored:,.1f} B",
+        lambda r: f"right after the store: {_redis(r).backlog.per_drained:,.0f} B",
+        "about 0",
+    ),
+    Row(
+        lambda r: (
+            f"    after {_redis(r).first.keyed_stored:,} and "
+            f"{_redis(r).second.keyed_stored:,} keyed stored"
+        ),
+        lambda r: (
+            f"{_redis(r).first.used_memory / MB:.2f} MB, {_redis(r).second.used_memory / MB:.2f} MB"
+        ),
+        lambda r: f"{_redis(r).growth / MB:+.2f} MB",
+        f"within {SETTLED_LIMIT_BYTES / MB:.0f} MB",
+    ),
+    Row("Peak RSS", target=f"each < {RSS_LIMIT_MB} MB"),
+]
+
+
+def table(results: Results) -> str:
     """One plain-text table of every figure, ratio and target."""
-    ceilings, baseline, anonchat = results["ceilings"], results["baseline"], results["anonchat"]
-    accepted = anonchat["accepted"]
-    persisted = anonchat["persisted"]
-    capacity = anonchat["worker_capacity"]
-    visible = anonchat["send_to_visible"]
-    page = anonchat["get_messages"]
-    once = anonchat["exactly_once"]
-    two_hops = ceilings["two_hops"]["rate"]
-    rows: list[tuple[str, str, str, str]] = [
-        ("Ceilings", "", "", ""),
-        ("  one hop: bare FastAPI endpoint", _rate(ceilings["one_hop"]), "", ""),
-        ("  two hops: bare forwarding gateway", _rate(ceilings["two_hops"]), "", ""),
-        ("  RQ enqueue, one job per call", f"{ceilings['rq_enqueue']:,.0f} jobs/s", "", ""),
-        (
-            "  Postgres insert, one row per commit",
-            f"{ceilings['postgres_one_row_per_commit']:,.0f} rows/s",
-            "",
-            "",
-        ),
-        (
-            "  Postgres insert, 100 rows per commit",
-            f"{ceilings['postgres_batched']:,.0f} rows/s",
-            "",
-            "",
-        ),
-        ("Baseline: Flask, 2 sync workers, one insert per send", _rate(baseline), "", ""),
-        ("anonchat", "", "", ""),
-        (
-            "  accepted sends through the gateway",
-            _rate(accepted),
-            f"{accepted['rate'] / two_hops:.2f}x two hops, "
-            f"{accepted['rate'] / baseline['rate']:.2f}x baseline",
-            ">= 0.6x, >= 2.5x",
-        ),
-        (
-            f"  persisted, {persisted['window_seconds']:.0f} s at the maximum rate",
-            f"{persisted['rate']:,.0f} msgs/s; queued "
-            f"{persisted['depth_start']['messages']:,} -> {persisted['depth_end']['messages']:,}",
-            f"{persisted['rate'] / accepted['rate']:.2f}x accepted",
-            "keeps up, queue flat",
-        ),
-        (
-            f"  worker capacity, 2 workers draining {capacity['messages']:,} msgs "
-            f"in {capacity['jobs']:,} jobs",
-            f"{capacity['rate']:,.0f} msgs/s",
-            f"{capacity['rate'] / ceilings['postgres_batched']:.2f}x batched Postgres",
-            ">= 0.3x",
-        ),
-        (
-            f"  send-to-visible at {visible['rate']:,.0f} sends/s "
-            f"({visible['rate'] / accepted['rate']:.2f}x max)",
-            f"p50 {visible['p50_ms']:.1f} ms, p99 {visible['p99_ms']:.1f} ms",
-            f"202 in p50 {visible['answered_p50_ms']:.1f} ms, "
-            f"p99 {visible['answered_p99_ms']:.1f} ms",
-            "p99 < 50 ms",
-        ),
-        (
-            f"  get_messages, a {page['page']}-message page, {page['stored']:,} stored",
-            f"p50 {page['p50_ms']:.1f} ms, p99 {page['p99_ms']:.1f} ms",
-            f"{page['rate']:,.0f} pages/s",
-            "p99 < 10 ms",
-        ),
-        (
-            "  stored exactly once",
-            f"{once['stored']:,} stored, {once['distinct']:,} distinct, "
-            f"{once['answered']:,} answered 202",
-            "",
-            "stored = distinct >= answered",
-        ),
-        ("Peak RSS", "", "", f"each < {RSS_LIMIT_MB} MB"),
-        *(
-            (f"  {name}", f"{mb:.0f} MB", "", "")
-            for name, mb in sorted(anonchat["peak_rss_mb"].items())
-        ),
+    rows = [row.cells(results) for row in ROWS] + [
+        (f"  {name}", f"{mb:.0f} MB", "", "")
+        for name, mb in sorted(results.anonchat.peak_rss_mb.items())
     ]
-    headers = ("", "measured", "ratio", "target")
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(4)]
+    return _layout([HEADERS, *rows]) + "\n\n" + _keys(_redis(results).backlog)
+
+
+def _keys(backlog: Backlog) -> str:
+    """What each kind of key costs per queued message: alone, and in the backlog."""
+    headers = (
+        "Redis per queued message, by key",
+        "a lone send",
+        f"each of {backlog.messages:,} queued",
+    )
+    rows = [
+        (key.kind, f"{key.lone:,} B", "" if key.backlog is None else f"{key.backlog:,.1f} B")
+        for key in backlog.keys
+    ]
+    total = ("all the above", "", f"{backlog.keys_per_message:,.1f} B")
+    grown = ("used_memory's growth", "", f"{backlog.per_queued:,.1f} B")
+    return _layout([headers, *rows, total, grown])
+
+
+def _layout(rows: list[tuple[str, ...]]) -> str:
+    """``rows`` in aligned columns, a rule under the first."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in [headers, *rows]
+        for row in rows
     ]
     lines.insert(1, "-+-".join("-" * width for width in widths))
     return "\n".join(line.rstrip() for line in lines)
-
-
-def _rate(load: dict[str, Any]) -> str:
-    return f"{load['rate']:,.0f} req/s, p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms"

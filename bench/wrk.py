@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SCRIPT = Path(__file__).with_name("load.lua")
@@ -22,11 +22,11 @@ class Load:
     socket_errors: int
     p50_ms: float
     p99_ms: float
+    # Answered requests per second (2xx only); a field so that the JSON holds it too.
+    rate: float = field(init=False)
 
-    @property
-    def rate(self) -> float:
-        """Answered requests per second (2xx only)."""
-        return (self.requests - self.non_2xx) / self.seconds
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate", (self.requests - self.non_2xx) / self.seconds)
 
 
 def wrk_binary() -> str:

@@ -1,52 +1,53 @@
-"""Each measurement of the benchmark, in the order it runs them."""
+"""The measurements of anonchat itself: the whole stack with 2 workers on the
+benchmark's servers, driven through the gateway."""
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
-import os
-import signal
-import statistics
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 from redis import Redis
-from sqlalchemy import create_engine
 
-from bench import raw, wrk
-from bench.baseline import Base as BaselineBase
-from message_service.persistence.queued import PENDING_KEY, QUEUE_NAME, STORED_CHANNEL
-from stack import databases, infra
-from stack.processes import (
-    Process,
-    StackConfig,
-    free_port,
-    spawn,
-    stack_processes,
-    stop,
-    uvicorn,
-    wait_healthy,
+from bench import redis_memory, wrk
+from bench.harness import (
+    HTTP_SECONDS,
+    Progress,
+    paused,
+    percentile,
+    running,
+    scalar,
+    send_load,
+    url,
 )
+from bench.results import (
+    Anonchat,
+    Capacity,
+    Depth,
+    ExactlyOnce,
+    Page,
+    Persisted,
+    RedisMemory,
+    SendToVisible,
+)
+from bench.wrk import Load
+from message_service.persistence.queued import PENDING_KEY, QUEUE_NAME, STORED_CHANNEL
+from message_service.persistence.rq_layout import queue_key
+from stack import databases, infra
+from stack.processes import StackConfig, free_port, stack_processes
 
-Progress = Callable[[str], None]
-# Labels each load, so that every message of a benchmark has a content of its own.
-_runs = itertools.count()
-HTTP_SECONDS = 8
-RAW_SECONDS = 3
 SUSTAINED_SECONDS = 20
 PROBE_INTERVAL_MS = 20
 USERS = 200
 PASSWORD = "benchmark password"
+# The messages stored in all when get_messages pages through one conversation.
+STORED_FOR_READS = 1_000_000
+PAGE_SIZE = 50
 # Production settings but for these: registering the users is not measured, so hashing
 # is cheap; the per-user send limit is lifted (the limiter still runs on every send).
 STACK_ENVIRONMENT = {
@@ -60,75 +61,8 @@ STACK_ENVIRONMENT = {
 }
 
 
-def everything(postgres_url: str, redis_url: str, *, progress: Progress) -> dict[str, Any]:
-    """Every figure of the benchmark, as a JSON-ready dict."""
-    conninfo = _conninfo(postgres_url)
-    with tempfile.TemporaryDirectory(prefix="anonchat-bench-") as scratch:
-        fake_users = Path(scratch) / "fake-users"
-        fake_users.write_text("".join(f"{n} token{n}\n" for n in range(1, USERS + 1)))
-        results: dict[str, Any] = {"servers": _server_versions(conninfo, redis_url)}
-        progress("ceilings: Postgres inserts, RQ enqueue")
-        one_row, batched = raw.postgres_inserts(conninfo, seconds=RAW_SECONDS)
-        results["ceilings"] = {
-            "postgres_one_row_per_commit": one_row,
-            "postgres_batched": batched,
-            "rq_enqueue": raw.rq_enqueue(redis_url, seconds=RAW_SECONDS),
-        }
-        progress("ceilings: one hop, two hops")
-        results["ceilings"] |= _http_ceilings(fake_users)
-        progress("baseline: Flask under gunicorn, one insert per send")
-        results["baseline"] = _baseline(postgres_url, fake_users)
-        results["anonchat"] = _anonchat(postgres_url, redis_url, Path(scratch), progress)
-    return results
-
-
-def _http_ceilings(users_file: Path) -> dict[str, Any]:
-    echo_port, forwarder_port = free_port(), free_port()
-    echo = uvicorn("echo", "bench.echo", echo_port, {})
-    forwarder = uvicorn(
-        "forwarder", "bench.forwarder", forwarder_port, {"BENCH_UPSTREAM": _url(echo_port)}
-    )
-    with _running([echo]):
-        one_hop = _send_load(_url(echo_port), users_file)
-        with _running([forwarder]):
-            two_hops = _send_load(_url(forwarder_port), users_file)
-    return {"one_hop": _load(one_hop), "two_hops": _load(two_hops)}
-
-
-def _baseline(postgres_url: str, users_file: Path) -> dict[str, Any]:
-    url = infra.with_database(postgres_url, "bench_baseline")
-    databases.create_database(url)
-    engine = create_engine(url)
-    BaselineBase.metadata.create_all(engine)
-    engine.dispose()
-    port = free_port()
-    gunicorn = Process(
-        "baseline",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers=2",
-            f"--bind=127.0.0.1:{port}",
-            "--log-level=warning",
-            "bench.baseline:app",
-        ],
-        {"BENCH_BASELINE_DATABASE_URL": url},
-        f"{_url(port)}/healthz",
-    )
-    try:
-        with _running([gunicorn]):
-            load = _send_load(_url(port), users_file)
-        with psycopg.connect(_conninfo(url)) as connection:
-            stored = _scalar(connection, "SELECT count(*) FROM baseline_messages")
-    finally:
-        databases.drop_database(url)
-    return _load(load) | {"stored": stored}
-
-
-def _anonchat(
-    postgres_url: str, redis_url: str, scratch: Path, progress: Progress
-) -> dict[str, Any]:
+def measure(postgres_url: str, redis_url: str, scratch: Path, progress: Progress) -> Anonchat:
+    """Every anonchat figure, each process's peak RSS included."""
     urls = databases.create_and_migrate(postgres_url, "bench")
     config = StackConfig(
         users_database_url=urls["user_service"],
@@ -138,45 +72,63 @@ def _anonchat(
         user_service_port=free_port(),
         message_service_port=free_port(),
         workers=2,
-        environment=STACK_ENVIRONMENT,
+        # The workers' status file goes with the scratch folder rather than stay in /tmp.
+        environment=STACK_ENVIRONMENT | {"WORKER_STATUS_FILE": str(scratch / "worker-status")},
     )
     processes = stack_processes(config)
     services = [p for p in processes if not p.name.startswith("worker")]
     workers = [p for p in processes if p.name.startswith("worker")]
-    gateway = _url(config.gateway_port)
+    gateway = url(config.gateway_port)
     peak_rss: dict[str, int] = {}
     try:
         with (
-            _running(services, peak_rss=peak_rss),
-            psycopg.connect(_conninfo(urls["message_service"]), autocommit=True) as db,
+            running(services, peak_rss=peak_rss),
+            psycopg.connect(infra.libpq(urls["message_service"]), autocommit=True) as db,
             Redis.from_url(redis_url) as redis,
         ):
             progress(f"anonchat: registering {USERS} users")
             users = _register(gateway, USERS)
             users_file = scratch / "users"
             users_file.write_text("".join(f"{uid} {token}\n" for uid, token in users))
-            stack = _Stack(gateway, users_file, db, redis)
-            results: dict[str, Any] = {}
-            with _running(workers, peak_rss=peak_rss) as running:
+            stack = Stack(gateway, users_file, db, redis)
+            # The measurements of earlier versions run first, as they did. The waits for
+            # the keyed messages' idempotency margin to pass overlap get_messages, which
+            # leaves nothing in Redis; the workers run throughout them, so that Redis
+            # holds the same workers at both readings.
+            with running(workers, peak_rss=peak_rss) as started:
                 progress("anonchat: accepted and persisted at the maximum rate")
-                results |= stack.sustained()
+                accepted, persisted = stack.sustained()
                 progress("anonchat: send-to-visible at half the maximum rate")
-                results["send_to_visible"] = stack.send_to_visible(
-                    users, rate=results["accepted"]["rate"] / 2
-                )
+                visible = stack.send_to_visible(users, rate=accepted.rate / 2)
                 progress("anonchat: worker capacity (queue filled, then drained by 2 workers)")
-                results["worker_capacity"] = stack.capacity(running)
-            results["exactly_once"] = stack.exactly_once()
-            progress("anonchat: get_messages with 1,000,000 messages stored")
-            results["get_messages"] = stack.get_messages(users)
+                capacity = stack.capacity(started)
+                progress("anonchat: Redis memory of keyed sends queued, the workers paused")
+                backlog, stored_at = redis_memory.queued(stack, started, users)
+                progress(f"anonchat: get_messages with {STORED_FOR_READS:,} messages stored")
+                page = stack.get_messages(users)
+                progress("anonchat: Redis memory once the keyed messages' margin has passed")
+                first = redis_memory.settled(stack, stored_at)
+                progress("anonchat: more keyed sends at the maximum rate")
+                stored_at = redis_memory.more(stack)
+                once = stack.exactly_once()
+                progress("anonchat: Redis memory once their margin has passed")
+                second = redis_memory.settled(stack, stored_at)
     finally:
-        for url in urls.values():
-            databases.drop_database(url)
-    results["peak_rss_mb"] = {name: kib / 1024 for name, kib in peak_rss.items()}
-    return results
+        for database in urls.values():
+            databases.drop_database(database)
+    return Anonchat(
+        accepted=accepted,
+        persisted=persisted,
+        send_to_visible=visible,
+        worker_capacity=capacity,
+        redis_memory=RedisMemory(backlog=backlog, first=first, second=second),
+        exactly_once=once,
+        get_messages=page,
+        peak_rss_mb={name: kib / 1024 for name, kib in peak_rss.items()},
+    )
 
 
-class _Stack:
+class Stack:
     """Measurements against a running anonchat stack."""
 
     def __init__(self, gateway: str, users_file: Path, db: psycopg.Connection[Any], redis: Redis):
@@ -185,23 +137,41 @@ class _Stack:
         self.db = db
         self.redis = redis
         self.accepted_total = 0
+        # Messages written straight into the database, not sent through the gateway.
+        self.seeded = 0
 
     def stored(self) -> int:
-        return _scalar(self.db, "SELECT count(*) FROM messages")
+        return scalar(self.db, "SELECT count(*) FROM messages")
 
-    def depth(self) -> dict[str, int]:
-        """Messages accepted but not stored yet, and the jobs carrying them."""
-        return {
-            "messages": int(self.redis.hlen(PENDING_KEY)),
-            "jobs": int(self.redis.llen(f"rq:queue:{QUEUE_NAME}")),
-        }
+    def depth(self) -> Depth:
+        """Messages accepted but not stored yet, and the jobs waiting to carry them."""
+        return Depth(
+            messages=int(self.redis.hlen(PENDING_KEY)),
+            jobs=int(self.redis.llen(queue_key(QUEUE_NAME))),
+        )
 
-    def send(self, seconds: float, **options: Any) -> wrk.Load:
-        load = _send_load(self.gateway, self.users_file, seconds=seconds, **options)
+    def keyed_stored(self) -> int:
+        """Messages stored that were sent with an Idempotency-Key."""
+        return scalar(self.db, "SELECT count(*) FROM messages WHERE idempotency_key IS NOT NULL")
+
+    def send(self, seconds: float, **options: Any) -> Load:
+        """A send load (see ``harness.send_load``) through the gateway."""
+        load = send_load(self.gateway, self.users_file, seconds=seconds, **options)
         self.accepted_total += load.requests - load.non_2xx
         return load
 
-    def sustained(self) -> dict[str, Any]:
+    def send_one(self, token: str, receiver: int, *, idempotency_key: str) -> int:
+        """One keyed send; its message's id."""
+        answer = httpx.post(
+            f"{self.gateway}/send_message",
+            json={"receiver_id": receiver, "content": f"one send, {idempotency_key}"},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": idempotency_key},
+            timeout=5,
+        ).raise_for_status()
+        self.accepted_total += 1
+        return int(answer.json()["id"])
+
+    def sustained(self) -> tuple[Load, Persisted]:
         """Sends at the maximum rate for the window plus a lead-in and a tail; persisted
         messages counted over the window, with the queue depth at its ends."""
         self.send(3)
@@ -220,27 +190,25 @@ class _Stack:
         sampler.join()
         (t0, stored0, depth0), (t1, stored1, depth1) = samples["start"], samples["end"]
         self.wait_drained()
-        return {
-            "accepted": _load(load),
-            "persisted": {
-                "rate": (stored1 - stored0) / (t1 - t0),
-                "window_seconds": t1 - t0,
-                "depth_start": depth0,
-                "depth_end": depth1,
-            },
-        }
+        persisted = Persisted(
+            rate=(stored1 - stored0) / (t1 - t0),
+            window_seconds=t1 - t0,
+            depth_start=depth0,
+            depth_end=depth1,
+        )
+        return load, persisted
 
     def wait_drained(self, timeout: float = 120) -> float:
         """Wait until every accepted message is stored; returns when that happened."""
         deadline = time.perf_counter() + timeout
         # The pending count is one cheap Redis call; counting rows costs Postgres a scan.
-        while self.depth()["messages"] or self.stored() < self.accepted_total:
+        while self.depth().messages or self.stored() - self.seeded < self.accepted_total:
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"messages still queued after {timeout} s: {self.depth()}")
             time.sleep(0.01)
         return time.perf_counter()
 
-    def send_to_visible(self, users: list[tuple[int, str]], *, rate: float) -> dict[str, Any]:
+    def send_to_visible(self, users: list[tuple[int, str]], *, rate: float) -> SendToVisible:
         """A probe sender and a subscribed reader beside a wrk load at ``rate``."""
         (_, sender_token), (receiver, _) = users[0], users[1]
         connections = 32
@@ -248,7 +216,7 @@ class _Stack:
         # pause plus the latency, so a short run at the plain pause measures the latency.
         pause = connections * 1000 / (rate - 1000 / PROBE_INTERVAL_MS)
         latency = self.send(2, connections=connections, delay_ms=pause).p50_ms
-        background: dict[str, wrk.Load] = {}
+        background: dict[str, Load] = {}
         seconds = 10
         thread = threading.Thread(
             target=lambda: background.setdefault(
@@ -266,51 +234,47 @@ class _Stack:
         self.accepted_total += len(answered)
         self.wait_drained()
         load = background["load"]
-        return {
-            "rate": load.rate + len(answered) / seconds,
-            "background_rate": load.rate,
-            "samples": len(latencies),
-            "p50_ms": _percentile(latencies, 50),
-            "p99_ms": _percentile(latencies, 99),
-            "answered_p50_ms": _percentile(answered, 50),
-            "answered_p99_ms": _percentile(answered, 99),
-        }
+        return SendToVisible(
+            rate=load.rate + len(answered) / seconds,
+            background_rate=load.rate,
+            samples=len(latencies),
+            p50_ms=percentile(latencies, 50),
+            p99_ms=percentile(latencies, 99),
+            answered_p50_ms=percentile(answered, 50),
+            answered_p99_ms=percentile(answered, 99),
+        )
 
-    def capacity(self, workers: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
+    def capacity(self, workers: list[subprocess.Popen[bytes]]) -> Capacity:
         """Pause the (warm) workers, queue messages at the maximum rate, then time the
         workers draining them from the moment they resume."""
-        for worker in workers:
-            os.killpg(worker.pid, signal.SIGSTOP)
-        try:
+        with paused(workers):
             self.send(8)
             filled = self.depth()
-        finally:
-            for worker in workers:
-                os.killpg(worker.pid, signal.SIGCONT)
         started = time.perf_counter()
         finished = self.wait_drained()
-        return {
-            "messages": filled["messages"],
-            "jobs": filled["jobs"],
-            "rate": filled["messages"] / (finished - started),
-        }
+        return Capacity(
+            messages=filled.messages, jobs=filled.jobs, rate=filled.messages / (finished - started)
+        )
 
-    def exactly_once(self) -> dict[str, int]:
+    def exactly_once(self) -> ExactlyOnce:
         """Every send answered 202 was stored, and no message twice: contents are unique,
         and wrk counts only the answers it read before it stopped (a few more sends may
-        have been accepted)."""
+        have been accepted). The rows get_messages seeds, each of a content of its own,
+        are left out."""
         row = self.db.execute("SELECT count(*), count(DISTINCT content) FROM messages").fetchone()
         assert row is not None
-        return {"answered": self.accepted_total, "stored": row[0], "distinct": row[1]}
+        return ExactlyOnce(
+            answered=self.accepted_total, stored=row[0] - self.seeded, distinct=row[1] - self.seeded
+        )
 
-    def get_messages(self, users: list[tuple[int, str]]) -> dict[str, Any]:
-        """Store 1,000,000 messages in all, then read one conversation page by page."""
+    def get_messages(self, users: list[tuple[int, str]]) -> Page:
+        """Store ``STORED_FOR_READS`` messages in all, then read one conversation page by page."""
         (reader, token), (other, _) = users[0], users[1]
-        total = 1_000_000
-        extra = total - self.stored()
+        extra = STORED_FOR_READS - self.stored()
+        self.seeded += extra
         ids = [uid for uid, _ in users]
         # Ids are reserved as message_service reserves them, so none can collide.
-        first = _scalar(
+        first = scalar(
             self.db,
             "UPDATE id_blocks SET next_id = next_id + %s RETURNING next_id - %s",
             (extra, extra),
@@ -338,24 +302,24 @@ class _Stack:
         # Write the seeded pages out now rather than during the measurement.
         self.db.execute("CHECKPOINT")
         stored = self.stored()
-        conversation = _scalar(
+        conversation = scalar(
             self.db,
             "SELECT count(*) FROM messages WHERE least(sender_id, receiver_id) = %s "
             "AND greatest(sender_id, receiver_id) = %s",
             (min(reader, other), max(reader, other)),
         )
-        middle = _scalar(
+        middle = scalar(
             self.db,
             "SELECT seq FROM messages WHERE sender_id = %s AND receiver_id = %s "
             "ORDER BY seq OFFSET %s LIMIT 1",
             (reader, other, conversation // 4),
         )
-        path = f"/get_messages?with_user={other}&limit=50&cursor={middle}"
+        path = f"/get_messages?with_user={other}&limit={PAGE_SIZE}&cursor={middle}"
         # One reader at a time: the latency of a page, not a queue of readers.
         load = wrk.run(
             self.gateway, ["get", path, token], seconds=HTTP_SECONDS, connections=1, threads=1
         )
-        return _load(load) | {"stored": stored, "conversation": conversation, "page": 50}
+        return Page(load=load, stored=stored, conversation=conversation, size=PAGE_SIZE)
 
 
 def _probe(
@@ -419,77 +383,3 @@ def _register(gateway: str, count: int) -> list[tuple[int, str]]:
             token = client.post("/login", json=body).raise_for_status().json()["access_token"]
             users.append((answer.json()["id"], token))
     return users
-
-
-@contextlib.contextmanager
-def _running(
-    processes: list[Process],
-    *,
-    peak_rss: dict[str, int] | None = None,
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start ``processes``, wait until each answers, stop them all afterwards (noting
-    each one's peak resident memory first)."""
-    started: list[tuple[Process, subprocess.Popen[bytes]]] = []
-    try:
-        for process in processes:
-            running = spawn(process)
-            started.append((process, running))
-            if process.health_url:
-                wait_healthy(process.health_url, timeout=60, process=running)
-        yield [running for _, running in started]
-    finally:
-        for process, running in reversed(started):
-            if peak_rss is not None:
-                peak = _peak_rss_kib(running.pid)
-                peak_rss[process.name] = max(peak_rss.get(process.name, 0), peak)
-            stop(running)
-
-
-def _peak_rss_kib(pid: int) -> int:
-    """The peak resident set of ``pid`` (VmHWM), in KiB; 0 if it is gone."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
-def _send_load(
-    url: str, users_file: Path, *, seconds: float = HTTP_SECONDS, **options: Any
-) -> wrk.Load:
-    run = str(next(_runs))
-    return wrk.run(url, ["send", str(users_file), run], seconds=seconds, **options)
-
-
-def _load(load: wrk.Load) -> dict[str, Any]:
-    return asdict(load) | {"rate": load.rate}
-
-
-def _percentile(values: list[float], percent: int) -> float:
-    if len(values) < 2:
-        return values[0] if values else float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
-
-
-def _scalar(connection: psycopg.Connection[Any], query: str, params: Any = None) -> int:
-    row = connection.execute(query, params).fetchone()
-    if row is None:
-        raise RuntimeError(f"no row from {query!r}")
-    return int(row[0])
-
-
-def _server_versions(conninfo: str, redis_url: str) -> dict[str, str]:
-    with psycopg.connect(conninfo) as connection, Redis.from_url(redis_url) as redis:
-        row = connection.execute("SHOW server_version").fetchone()
-        return {
-            "postgres": str(row[0] if row else ""),
-            "redis": str(redis.info("server")["redis_version"]),
-        }
-
-
-def _conninfo(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
-def _url(port: int) -> str:
-    return f"http://127.0.0.1:{port}"
