@@ -18,7 +18,6 @@ from bench import redis_memory, wrk
 from bench.harness import (
     HTTP_SECONDS,
     Progress,
-    paused,
     percentile,
     running,
     scalar,
@@ -39,7 +38,7 @@ from bench.wrk import Load
 from message_service.persistence.queued import PENDING_KEY, QUEUE_NAME, STORED_CHANNEL
 from message_service.persistence.rq_layout import queue_key
 from stack import databases, infra
-from stack.processes import StackConfig, free_port, stack_processes
+from stack.processes import StackConfig, free_port, paused, stack_processes
 
 SUSTAINED_SECONDS = 20
 PROBE_INTERVAL_MS = 20

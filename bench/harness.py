@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
-import signal
 import statistics
 import subprocess
 from collections.abc import Callable, Iterator
@@ -46,18 +44,6 @@ def running(
                 peak = peak_rss_kib(running.pid)
                 peak_rss[process.name] = max(peak_rss.get(process.name, 0), peak)
             stop(running)
-
-
-@contextlib.contextmanager
-def paused(processes: list[subprocess.Popen[bytes]]) -> Iterator[None]:
-    """``processes`` stopped (SIGSTOP) for the block, resumed (SIGCONT) after it."""
-    for process in processes:
-        os.killpg(process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for process in processes:
-            os.killpg(process.pid, signal.SIGCONT)
 
 
 def peak_rss_kib(pid: int) -> int:

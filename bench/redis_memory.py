@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, cast
 
 from redis import Redis
 
-from bench.harness import paused
 from bench.results import Backlog, KeyCost, Settled
-from common.ratelimit import GCRA_LUA, KEY_PREFIX
+from common.ratelimit import GCRA_LUA
 from message_service.config import Settings as MessageServiceSettings
 from message_service.persistence.queued import (
     IDEMPOTENCY_MARGIN_SECONDS,
@@ -27,8 +26,10 @@ from message_service.persistence.queued import (
     conversation_key,
     idempotency_record_key,
     parse_pending_entry,
+    send_rate_key,
 )
 from message_service.persistence.rq_layout import job_key, queue_key
+from stack.processes import paused
 
 if TYPE_CHECKING:
     from bench.anonchat import Stack
@@ -175,4 +176,4 @@ def _rate_key_bytes(redis: Redis, sender: int) -> int:
     send rate."""
     rate = MessageServiceSettings.model_fields["send_rate_per_user"].default
     script = redis.register_script(_RATE_KEY_BYTES)
-    return int(script(keys=[f"{KEY_PREFIX}send:{sender}"], args=[rate.interval_ms, rate.burst_ms]))
+    return int(script(keys=[send_rate_key(sender)], args=[rate.interval_ms, rate.burst_ms]))

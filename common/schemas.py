@@ -12,6 +12,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 USERNAME_MIN, USERNAME_MAX = 3, 32
 PASSWORD_MAX = 128
 MAX_BIGINT = 2**63 - 1
+
+
 def _check_username(value: str) -> str:
     if not USERNAME_MIN <= len(value) <= USERNAME_MAX:
         raise ValueError(f"must be {USERNAME_MIN} to {USERNAME_MAX} characters long")
@@ -157,6 +159,11 @@ class MessageRead(BaseModel):
     sender_id: int
     receiver_id: int
     created_at: datetime = Field(description="when the message was accepted")
+    read_at: datetime | None = Field(
+        None,
+        description="when the receiver read it; shown only when both the caller and the "
+        "receiver send read receipts",
+    )
 
 
 class MessageQueued(BaseModel):
@@ -193,3 +200,68 @@ class SampleReceived(BaseModel):
 
     status: Literal["Message received"] = "Message received"
     message: SampleMessage
+
+
+class BlockRead(BaseModel):
+    """Someone the caller blocks, and since when."""
+
+    user_id: int
+    blocked_at: datetime
+
+
+class ReadUpTo(BaseModel):
+    """The body of ``/conversations/{user_id}/read``."""
+
+    up_to: int = Field(
+        strict=True, ge=0, le=MAX_BIGINT, description="the cursor of the last message read"
+    )
+
+
+class ConversationRead(BaseModel):
+    """One of the caller's conversations."""
+
+    user_id: int = Field(description="the other user")
+    last_cursor: int = Field(description="the cursor of its latest message")
+    unread: int = Field(description="messages received since the caller's read mark")
+
+
+class MessageDeleted(BaseModel):
+    """The data of ``event: deleted``: a message its sender took back."""
+
+    id: int
+    sender_id: int
+    receiver_id: int
+
+
+class MessagesRead(BaseModel):
+    """The data of ``event: read``, to a sender: the receiver read up to a cursor."""
+
+    reader_id: int
+    up_to: int = Field(description="the cursor of the last message read")
+    read_at: datetime
+
+
+class PreferencesUpdate(BaseModel):
+    """The body of ``PATCH /me``."""
+
+    read_receipts: bool = Field(
+        strict=True,
+        description="send read receipts, and see them (both sides must have them on)",
+    )
+
+
+class PreferencesRead(PreferencesUpdate):
+    """The caller's preferences."""
+
+
+class Me(PreferencesRead):
+    """The caller: its account and its preferences."""
+
+    id: int
+    username: str
+
+
+class PasswordConfirmation(BaseModel):
+    """The body of ``DELETE /me``: the password, once more."""
+
+    password: Password

@@ -52,6 +52,10 @@ class KnownUsers:
         self.remember(user_id)
         return True
 
+    def forget(self, user_id: int) -> None:
+        """Note that ``user_id`` no longer exists (its account was erased)."""
+        self._known.pop(user_id, None)
+
     def remember(self, user_id: int) -> None:
         """Note that ``user_id`` exists."""
         self._known[user_id] = time.monotonic()

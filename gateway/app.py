@@ -16,7 +16,7 @@ from gateway.config import Settings, get_settings
 from gateway.deps import Services, services
 from gateway.middleware import EdgeMiddleware
 from gateway.ratelimit import RateLimiter
-from gateway.routes import auth, events, messages, users
+from gateway.routes import auth, events, messages, privacy, users
 from gateway.sessions import EndedSessions
 from gateway.streams import Streams
 from gateway.tokens import VerifiedTokens
@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "message_service": _message_service,
             "redis": _redis,
         },
-        routers=[auth.router, users.router, messages.router, events.router],
+        routers=[auth.router, users.router, messages.router, privacy.router, events.router],
         internal=False,
     )
     if settings.cors_origins:

@@ -67,8 +67,10 @@ class Upstreams:
         body: bytes | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        method: str | None = None,
     ) -> Response:
-        """Send the call to ``service`` and hand its answer back to the client."""
+        """Send the call to ``service`` (with the client's method, unless ``method`` says
+        another) and hand its answer back to the client."""
         sent = {INTERNAL_TOKEN_HEADER: self.internal_token, REQUEST_ID_HEADER: request_id.get()}
         if user_id is not None:
             sent[USER_ID_HEADER] = str(user_id)
@@ -77,7 +79,7 @@ class Upstreams:
         if body is not None:
             sent["content-type"] = "application/json"
         sent.update(headers or {})
-        method = request.method
+        method = method or request.method
         try:
             async with self.session.request(
                 method, self.urls[service] + path, data=body, params=params, headers=sent

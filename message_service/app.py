@@ -19,7 +19,7 @@ from message_service.config import Settings, get_settings
 from message_service.enqueue import Batcher, JobOptions, MessageQueue
 from message_service.idempotency import StoredSends
 from message_service.ids import IdAllocator
-from message_service.routes import events, messages
+from message_service.routes import events, messages, privacy
 from message_service.state import MessageService, current
 from message_service.stream import Hub
 
@@ -51,6 +51,13 @@ async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         send_rate=settings.send_rate_per_user,
     )
     batcher = Batcher(queue, stored_answers=StoredSends(engine))
+    users = KnownUsers(
+        session=http,
+        user_service_url=settings.user_service_url,
+        internal_token=settings.internal_token.get_secret_value(),
+        capacity=settings.known_users_cache_size,
+        ttl=settings.known_users_ttl_seconds,
+    )
     hub = Hub(
         engine=engine,
         redis=async_redis,
@@ -58,19 +65,14 @@ async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         keep_alive_seconds=settings.stream_keep_alive_seconds,
         buffer_limit=settings.stream_buffer_events,
         per_user=settings.streams_per_user,
+        on_erased=users.forget,
     )
     app.state.service = MessageService(
         settings=settings,
         engine=engine,
         redis=async_redis,
         ids=IdAllocator(engine=engine, block_size=settings.id_block_size),
-        users=KnownUsers(
-            session=http,
-            user_service_url=settings.user_service_url,
-            internal_token=settings.internal_token.get_secret_value(),
-            capacity=settings.known_users_cache_size,
-            ttl=settings.known_users_ttl_seconds,
-        ),
+        users=users,
         batcher=batcher,
         hub=hub,
     )
@@ -103,5 +105,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         lifespan=partial(lifespan, settings=settings),
         checks={"database": _database, "redis": _redis},
-        routers=[messages.router, events.router],
+        routers=[messages.router, events.router, privacy.router],
     )

@@ -29,15 +29,17 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from common.errors import Conflict, ServiceUnavailable
-from common.ratelimit import GCRA_LUA, KEY_PREFIX, Rate, too_many
+from common.ratelimit import GCRA_LUA, Rate, too_many
 from message_service.persistence.queued import (
     PENDING_KEY,
     QUEUE_NAME,
     PendingMessage,
     accepted_score,
     batch_key,
+    blocks_key,
     conversation_key,
     idempotency_record_key,
+    send_rate_key,
 )
 from message_service.persistence.rq_layout import (
     QUEUES_SET,
@@ -49,38 +51,43 @@ from message_service.persistence.rq_layout import (
 log = logging.getLogger(__name__)
 
 # KEYS: [1] the queue list, [2] the pending hash, [3] RQ's set of queues, [4] the hash of a
-# new job, [5] its batch list; per send i: [4 + 2i] its conversation set, [5 + 2i] its
-# sender's rate key; then [5 + 2n + r] idempotency record r.
+# new job, [5] its batch list; per send i: [3 + 3i] its conversation set, [4 + 3i] its
+# sender's rate key, [5 + 3i] the set of those its sender blocks; then [5 + 3n + r]
+# idempotency record r.
 # ARGV: [1] max batch, [2] the batch key prefix, [3] the new job's id, [4] the lifetime of
 # batch lists and records (s), [5] the rate's interval and [6] burst (ms), [7] the send
 # count n, [8] m, the length of the new job's field list, which follows; then per send
-# (id, message JSON, score, its record number r or 0); then each record's value.
+# (id, message JSON, score, its record number r or 0, its receiver); then each record's
+# value.
 # Returns the job that carries the admitted sends ("" if none), then per send: 0 queued,
-# ms its sender must wait, "R" .. the first send's record, or "C" (its key was used for
-# another message).
+# ms its sender must wait, "R" .. the first send's record, "C" (its key was used for
+# another message) or "B" (its sender blocks its receiver).
 _ENQUEUE = (
     GCRA_LUA
     + """
 local n, m = tonumber(ARGV[7]), tonumber(ARGV[8])
-local sends, records = 8 + m, 8 + m + 4 * n
+local sends, records = 8 + m, 8 + m + 5 * n
 local function fingerprint(record) return string.sub(record, 1, string.find(record, ' ')) end
 local now = now_ms()
 local answer, admitted = {''}, {}
 for i = 1, n do
-  local a = sends + 4 * (i - 1)
+  local a = sends + 5 * (i - 1)
   local r = tonumber(ARGV[a + 4])
   local result
   if r > 0 then
-    local first = redis.call('GET', KEYS[5 + 2 * n + r])
+    local first = redis.call('GET', KEYS[5 + 3 * n + r])
     if first then
       result = fingerprint(first) == fingerprint(ARGV[records + r]) and 'R' .. first or 'C'
     end
   end
+  if not result and redis.call('SISMEMBER', KEYS[5 + 3 * i], ARGV[a + 5]) == 1 then
+    result = 'B'
+  end
   if not result then
-    result = gcra(KEYS[5 + 2 * i], tonumber(ARGV[5]), tonumber(ARGV[6]), now)
+    result = gcra(KEYS[4 + 3 * i], tonumber(ARGV[5]), tonumber(ARGV[6]), now)
     if result == 0 then
       admitted[#admitted + 1] = i
-      if r > 0 then redis.call('SET', KEYS[5 + 2 * n + r], ARGV[records + r], 'EX', ARGV[4]) end
+      if r > 0 then redis.call('SET', KEYS[5 + 3 * n + r], ARGV[records + r], 'EX', ARGV[4]) end
     end
   end
   answer[i + 1] = result
@@ -103,11 +110,11 @@ else
 end
 local ids, pending = {}, {}
 for _, i in ipairs(admitted) do
-  local a = sends + 4 * (i - 1)
+  local a = sends + 5 * (i - 1)
   ids[#ids + 1] = ARGV[a + 1]
   pending[#pending + 1] = ARGV[a + 1]
   pending[#pending + 1] = job .. ' ' .. ARGV[a + 2]
-  redis.call('ZADD', KEYS[4 + 2 * i], ARGV[a + 3], ARGV[a + 1])
+  redis.call('ZADD', KEYS[3 + 3 * i], ARGV[a + 3], ARGV[a + 1])
 end
 redis.call('RPUSH', batch, unpack(ids))
 redis.call('EXPIRE', batch, ARGV[4])
@@ -119,6 +126,7 @@ return answer
 _BATCH_PREFIX = batch_key("")
 UNAVAILABLE = "the message queue is unavailable, try again shortly"
 KEY_REUSED = "this Idempotency-Key was already used for a different message"
+BLOCKED = "you block this user: unblock them first"
 
 
 @dataclass(frozen=True)
@@ -213,7 +221,8 @@ class MessageQueue:
             message = send.message
             keys += [
                 conversation_key(message["sender_id"], message["receiver_id"]),
-                f"{KEY_PREFIX}send:{message['sender_id']}",
+                send_rate_key(message["sender_id"]),
+                blocks_key(message["sender_id"]),
             ]
             number = 0
             if send.fingerprint is not None:
@@ -222,7 +231,13 @@ class MessageQueue:
                 record_keys.append(
                     idempotency_record_key(message["sender_id"], message["idempotency_key"])
                 )
-            args += [message["id"], json.dumps(message), accepted_score(message), number]
+            args += [
+                message["id"],
+                json.dumps(message, ensure_ascii=False),
+                accepted_score(message),
+                number,
+                message["receiver_id"],
+            ]
         job, *results = self._script(keys=keys + record_keys, args=args + records)
         outcomes = [_outcome(send, result) for send, result in zip(sends, results, strict=True)]
         return (job.decode() or None), outcomes
@@ -232,6 +247,8 @@ def _outcome(send: Submission, result: int | bytes) -> Outcome:
     if isinstance(result, bytes):
         if result == b"C":
             return Conflict(KEY_REUSED)
+        if result == b"B":
+            return Conflict(BLOCKED)
         return Accepted.from_record(result[1:].decode())
     if result:
         return too_many("messages", int(result))

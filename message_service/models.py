@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, LargeBinary, Sequence, Text, func, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    LargeBinary,
+    Sequence,
+    Text,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import metadata
@@ -40,6 +51,10 @@ class Message(Base):
     )
     # SHA-256 of the send's Idempotency-Key: a repeat of a stored send is answered from here.
     idempotency_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Sent by someone the receiver had blocked: never shown to the receiver.
+    hidden: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # When the receiver read it, if the receiver sends read receipts.
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ix_messages_sender_seq", "sender_id", "seq"),
@@ -82,6 +97,8 @@ class Event(Base):
     user_id: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(Text)
     message_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The other user the event is about (a reader, for ``read``).
+    other_id: Mapped[int | None] = mapped_column(BigInteger)
     # The event's JSON, as the stream sends it.
     data: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -97,3 +114,32 @@ class Event(Base):
             postgresql_where=text("message_id IS NOT NULL"),
         ),
     )
+
+
+class Block(Base):
+    """``blocker_id`` blocks ``blocked_id``: messages accepted from then on never reach it."""
+
+    __tablename__ = "blocks"
+
+    blocker_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    blocked_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Preferences(Base):
+    """A user's choices about their messages (none stored: every choice at its default)."""
+
+    __tablename__ = "preferences"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    read_receipts: Mapped[bool] = mapped_column(Boolean, server_default=false())
+
+
+class ReadMark(Base):
+    """How far ``reader_id`` has read its conversation with ``other_id`` (a cursor)."""
+
+    __tablename__ = "read_marks"
+
+    reader_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    other_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    up_to: Mapped[int] = mapped_column(BigInteger)

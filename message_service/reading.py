@@ -6,16 +6,34 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from redis.asyncio import Redis
-from sqlalchemy import BigInteger, Integer, Row, bindparam, func, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Row,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.errors import NotFound
-from message_service.models import Message
+from message_service.models import Block, Message, Preferences
 from message_service.persistence.queued import PENDING_KEY, PendingEntry, parse_pending_entry
 from message_service.persistence.rq_layout import FAILED, STATUS_FIELD, job_key
 
 # A page is read as plain rows through Core, with statements built once: py-spy showed
 # ORM loading, and building the statement on every call, costing more than the query.
+_CALLER = bindparam("caller", type_=BigInteger)
+# A caller who sends no read receipts sees none (evaluated once per statement).
+_SEES_RECEIPTS = func.coalesce(
+    select(Preferences.read_receipts).where(Preferences.user_id == _CALLER).scalar_subquery(),
+    false(),
+)
 _LISTED = (
     Message.id,
     Message.seq.label("cursor"),
@@ -23,9 +41,11 @@ _LISTED = (
     Message.sender_id,
     Message.receiver_id,
     Message.created_at,
+    case((_SEES_RECEIPTS, Message.read_at)).label("read_at"),
 )
-Listed = Row[int, int, str, int, int, datetime]
-_CALLER = bindparam("caller", type_=BigInteger)
+Listed = Row[int, int, str, int, int, datetime, datetime | None]
+# A message from someone the caller blocked is not the caller's to see.
+_VISIBLE = ~and_(Message.receiver_id == _CALLER, Message.hidden)
 _AFTER = bindparam("after", type_=BigInteger)
 _LIMIT = bindparam("limit", type_=Integer)
 _CONVERSATION = (
@@ -34,6 +54,7 @@ _CONVERSATION = (
         func.least(Message.sender_id, Message.receiver_id) == bindparam("low"),
         func.greatest(Message.sender_id, Message.receiver_id) == bindparam("high"),
         Message.seq > _AFTER,
+        _VISIBLE,
     )
     .order_by(Message.seq)
     .limit(_LIMIT)
@@ -46,7 +67,12 @@ _SENT = (
 )
 _RECEIVED = (
     select(Message.id)
-    .where(Message.receiver_id == _CALLER, Message.sender_id != _CALLER, Message.seq > _AFTER)
+    .where(
+        Message.receiver_id == _CALLER,
+        Message.sender_id != _CALLER,
+        ~Message.hidden,
+        Message.seq > _AFTER,
+    )
     .order_by(Message.seq)
     .limit(_LIMIT)
 )
@@ -54,7 +80,10 @@ _MINE = union_all(_SENT, _RECEIVED).subquery()
 _ALL_MINE = (
     select(*_LISTED).join(_MINE, Message.id == _MINE.c.id).order_by(Message.seq).limit(_LIMIT)
 )
-_ONE = select(*_LISTED).where(Message.id == bindparam("id", type_=BigInteger))
+_ONE = select(*_LISTED).where(
+    Message.id == bindparam("id", type_=BigInteger),
+    or_(Message.sender_id == _CALLER, and_(Message.receiver_id == _CALLER, ~Message.hidden)),
+)
 
 
 async def list_messages(
@@ -63,7 +92,13 @@ async def list_messages(
     """The caller's stored messages (or one conversation), in storage order after ``after_seq``."""
     if with_user is not None:
         low, high = sorted((caller, with_user))
-        parameters = {"low": low, "high": high, "after": after_seq, "limit": limit}
+        parameters = {
+            "low": low,
+            "high": high,
+            "caller": caller,
+            "after": after_seq,
+            "limit": limit,
+        }
         return (await connection.execute(_CONVERSATION, parameters)).all()
     parameters = {"caller": caller, "after": after_seq, "limit": limit}
     return (await connection.execute(_ALL_MINE, parameters)).all()
@@ -79,13 +114,35 @@ async def message_status(
     its sender and receiver is told it does not exist.
     """
     raw_entry = await redis.hget(PENDING_KEY, str(message_id))
-    stored = (await connection.execute(_ONE, {"id": message_id})).first()
-    if stored is not None and caller in (stored.sender_id, stored.receiver_id):
+    stored = (await connection.execute(_ONE, {"id": message_id, "caller": caller})).first()
+    if stored is not None:
         return stored, "persisted"
-    if stored is not None or raw_entry is None:
+    if raw_entry is None:
         raise NotFound("no such message")
     entry = parse_pending_entry(raw_entry)
-    if caller not in (entry["sender_id"], entry["receiver_id"]):
+    if caller != entry["sender_id"] and (
+        caller != entry["receiver_id"]
+        or await blocks(
+            connection,
+            blocker=caller,
+            blocked=entry["sender_id"],
+            at=datetime.fromisoformat(entry["created_at"]),
+        )
+    ):
         raise NotFound("no such message")
     job_status = await redis.hget(job_key(entry["job_id"]), STATUS_FIELD)
     return entry, "failed" if job_status == FAILED else "queued"
+
+
+_BLOCKS = select(Block.blocker_id).where(
+    Block.blocker_id == bindparam("blocker", type_=BigInteger),
+    Block.blocked_id == bindparam("blocked", type_=BigInteger),
+    Block.created_at <= bindparam("at"),
+)
+
+
+async def blocks(connection: AsyncConnection, *, blocker: int, blocked: int, at: datetime) -> bool:
+    """Whether ``blocker`` had blocked ``blocked`` by ``at`` (so that what ``blocked``
+    sent then is not ``blocker``'s to see)."""
+    parameters = {"blocker": blocker, "blocked": blocked, "at": at}
+    return (await connection.execute(_BLOCKS, parameters)).first() is not None

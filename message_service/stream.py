@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.errors import TooManyRequests
 from common.schemas import MessageRead
 from common.sse import comment, reauthenticate
-from message_service.persistence.queued import STORED_CHANNEL
+from message_service.persistence.queued import ERASED_CHANNEL, STORED_CHANNEL
 
 log = logging.getLogger(__name__)
 # How often the hub checks deadlines and keep-alives.
@@ -47,8 +47,10 @@ RESUBSCRIBE_SECONDS = 1.0
 _MESSAGE = TypeAdapter(MessageRead)
 
 # Rows after a cursor: messages (of everyone, or of one user) and events, one shape.
-_COLUMNS = "seq, '{kind}' AS kind, sender_id, receiver_id, id, content, created_at, NULL AS data"
-_EVENT_COLUMNS = "seq, kind, user_id, NULL, message_id, NULL, created_at, data"
+_COLUMNS = (
+    "seq, '{kind}' AS kind, sender_id, receiver_id, id, content, created_at, NULL AS data, hidden"
+)
+_EVENT_COLUMNS = "seq, kind, user_id, NULL, message_id, NULL, created_at, data, false"
 _EVERYONE = text(
     f"""
     SELECT {_COLUMNS.format(kind="message")} FROM messages WHERE seq > :after
@@ -63,7 +65,8 @@ _ONE_USER = text(
      WHERE sender_id = :user AND seq > :after ORDER BY seq LIMIT :limit)
     UNION ALL
     (SELECT {_COLUMNS.format(kind="message")} FROM messages
-     WHERE receiver_id = :user AND sender_id <> :user AND seq > :after ORDER BY seq LIMIT :limit)
+     WHERE receiver_id = :user AND sender_id <> :user AND NOT hidden AND seq > :after
+     ORDER BY seq LIMIT :limit)
     UNION ALL
     (SELECT {_EVENT_COLUMNS} FROM events WHERE user_id = :user AND seq > :after
      ORDER BY seq LIMIT :limit)
@@ -88,7 +91,8 @@ class Told:
 
 def _told(row: Row[Any]) -> Told:
     """An event of the stream from a row of ``_EVERYONE`` or ``_ONE_USER``: a message
-    goes to its sender and receiver, an event to the user it is for (``sender_id``)."""
+    goes to its sender and receiver (not to a receiver who blocked its sender), an event
+    to the user it is for (``sender_id``)."""
     if row.kind == "message":
         message = MessageRead(
             id=row.id,
@@ -99,7 +103,7 @@ def _told(row: Row[Any]) -> Told:
             created_at=row.created_at,
         )
         body = _MESSAGE.dump_json(message).decode()
-        audience = tuple({row.sender_id, row.receiver_id})
+        audience = (row.sender_id,) if row.hidden else tuple({row.sender_id, row.receiver_id})
     else:
         body = row.data
         audience = (row.sender_id,)
@@ -144,6 +148,7 @@ class Hub:
         keep_alive_seconds: float,
         buffer_limit: int,
         per_user: int,
+        on_erased: Callable[[int], None] = lambda user_id: None,
         page: int = 500,
     ) -> None:
         self.engine = engine
@@ -152,6 +157,7 @@ class Hub:
         self.keep_alive_seconds = keep_alive_seconds
         self.buffer_limit = buffer_limit
         self.per_user = per_user
+        self.on_erased = on_erased
         self.page = page
         self.position = 0
         self.streams: dict[int, set[Stream]] = {}
@@ -209,14 +215,18 @@ class Hub:
         return [_told(row) for row in rows]
 
     async def _listen(self) -> None:
-        """Wake the reader on each announcement; subscribe again after a Redis loss."""
+        """Wake the reader on each announcement of stored messages, and pass on each
+        erased account (this process's one subscription); subscribe again after a Redis
+        loss."""
         while True:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(STORED_CHANNEL)
+                    await pubsub.subscribe(STORED_CHANNEL, ERASED_CHANNEL)
                     self._wake.set()  # anything stored while unsubscribed
                     async for message in pubsub.listen():
-                        if message["type"] == "message":
+                        if message["channel"] == ERASED_CHANNEL:
+                            self.on_erased(int(message["data"]))
+                        else:
                             self._wake.set()
             except (RedisError, OSError) as exc:
                 log.warning("stream announcements lost (%s); the hub polls meanwhile", exc)

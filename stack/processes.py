@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def stack_processes(config: StackConfig) -> list[Process]:
                 **shared,
                 "USER_SERVICE_DATABASE_URL": config.users_database_url,
                 "USER_SERVICE_REDIS_URL": config.redis_url,
+                "USER_SERVICE_MESSAGE_SERVICE_URL": messages_url,
             },
         ),
         uvicorn(
@@ -164,3 +166,16 @@ def stop(running: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(running.pid, signal.SIGKILL)
         running.wait()
+
+
+@contextlib.contextmanager
+def paused(processes: list[subprocess.Popen[bytes]]) -> Iterator[None]:
+    """``processes`` (and their children) stopped (SIGSTOP) for the block, resumed
+    (SIGCONT) after it."""
+    for process in processes:
+        os.killpg(process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGCONT)

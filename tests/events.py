@@ -3,6 +3,7 @@ Last-Event-ID whenever the stream ends or the connection fails."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -96,10 +97,12 @@ class Follower(threading.Thread):
                             time.sleep(0.2)
                             continue
                         self.connections += 1
-                        for event in parse(response.iter_lines()):
+                        # Keep-alives come each second: a stop is seen within one.
+                        lines = itertools.takewhile(
+                            lambda _: not self.stopped.is_set(), response.iter_lines()
+                        )
+                        for event in parse(lines):
                             self.events.append(event)
-                            if self.stopped.is_set():
-                                return
                 except httpx.HTTPError:
                     time.sleep(0.2)
 

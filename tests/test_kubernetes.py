@@ -854,7 +854,9 @@ def test_prometheus_reaches_the_metrics_ports_and_nothing_else(name: str) -> Non
 
 
 @pytest.mark.parametrize("name", sorted(RENDERS))
-def test_only_the_gateway_and_message_service_reach_the_services(name: str) -> None:
+def test_only_the_gateway_and_the_services_calls_reach_the_services(name: str) -> None:
+    """The gateway reaches both services; message_service asks user_service about
+    receivers, user_service asks message_service to erase an erased account's messages."""
     anonchat = [p for p in pods(name) if p.labels[NAME] == "anonchat"]
     reached = {
         (role(source), role(target), port_name)
@@ -867,6 +869,7 @@ def test_only_the_gateway_and_message_service_reach_the_services(name: str) -> N
         ("gateway", "user-service", "http"),
         ("gateway", "message-service", "http"),
         ("message-service", "user-service", "http"),
+        ("user-service", "message-service", "http"),
     }
 
 

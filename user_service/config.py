@@ -18,6 +18,14 @@ class Settings(TokenSettings):
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/anonchat_users"
     password_min_length: int = Field(8, ge=1, le=128)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Erasing an account erases its messages there (asked again until it answers).
+    message_service_url: str = "http://127.0.0.1:8002"
+    erasure_retry_seconds: float = Field(5.0, gt=0)
+    # A send the account made just before its sessions ended may still be on its way
+    # (a request may take the servers' request timeout): erasing stops only after this.
+    erasure_settle_seconds: float = Field(15.0, ge=0)
+    # An erased account's name cannot be registered again for this long.
+    erased_name_reserved_days: int = Field(30, ge=0)
     # A session's access tokens are short-lived; its refresh token renews them (and itself)
     # for this long after its last use.
     access_token_ttl_seconds: int = Field(900, ge=2)

@@ -78,3 +78,15 @@ class RefreshToken(Base):
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Erasure(Base):
+    """An erased account whose messages message_service has not confirmed erasing yet
+    (written with the erasure, removed once message_service answers)."""
+
+    __tablename__ = "erasures"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

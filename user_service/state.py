@@ -8,6 +8,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from user_service.config import Settings
+from user_service.erasure import Erasures
 from user_service.security import Hasher
 from user_service.sessions import Sessions
 
@@ -22,6 +23,7 @@ class UserService:
     transactions: async_sessionmaker[AsyncSession]
     hasher: Hasher
     sessions: Sessions
+    erasures: Erasures
 
 
 def current(request: Request) -> UserService:

@@ -7,11 +7,24 @@ from fastapi import APIRouter, Request, Response, status
 
 from common.errors import error_responses
 from common.schemas import AccessToken, Credentials, PasswordChange, Refresh
+from common.tokens import Claims
 from gateway.deps import Caller, services
 from gateway.ratelimit import client_address
 from gateway.routes.users import UNAVAILABLE
 
 router = APIRouter(tags=["sessions"])
+
+
+async def for_session(request: Request, caller: Claims, path: str) -> Response:
+    """Forward the request, its body as it came, to user_service as the caller's session."""
+    return await services(request).upstreams.forward(
+        request,
+        "users",
+        path,
+        user_id=caller.user_id,
+        session_id=caller.session_id,
+        body=await request.body() or None,
+    )
 
 
 @router.post(
@@ -58,9 +71,7 @@ async def refresh(data: Refresh, request: Request) -> Response:
 async def logout(request: Request, caller: Caller) -> Response:
     """End this session: its access tokens are refused everywhere within a second, and
     its refresh token renews nothing."""
-    return await services(request).upstreams.forward(
-        request, "users", "/sessions/end", user_id=caller.user_id, session_id=caller.session_id
-    )
+    return await for_session(request, caller, "/sessions/end")
 
 
 @router.post(
@@ -70,11 +81,4 @@ async def logout(request: Request, caller: Caller) -> Response:
 )
 async def change_password(data: PasswordChange, request: Request, caller: Caller) -> Response:
     """Change the password (the old one is asked); every other session ends."""
-    return await services(request).upstreams.forward(
-        request,
-        "users",
-        "/users/me/password",
-        user_id=caller.user_id,
-        session_id=caller.session_id,
-        body=await request.body(),
-    )
+    return await for_session(request, caller, "/users/me/password")

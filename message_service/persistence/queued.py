@@ -10,6 +10,8 @@ import json
 from datetime import datetime
 from typing import NotRequired, TypedDict
 
+from common.ratelimit import KEY_PREFIX
+
 QUEUE_NAME = "messages"
 PERSIST_JOB = "worker.jobs.persist_batch"
 # Hash: message id -> "<job id> <message JSON>", while the message waits to be stored.
@@ -17,6 +19,8 @@ PENDING_KEY = "anonchat:pending"
 # Announces each stored batch: {"up_to": <highest cursor>, "ids": [...]}. At most once,
 # like all pub/sub: a wake-up for readers, never the only copy.
 STORED_CHANNEL = "anonchat:stored"
+# Announces each erased account's id, so that every replica forgets it knew the user.
+ERASED_CHANNEL = "anonchat:erased"
 # How long an idempotency record outlives its stored message. message_service looks a key
 # up in Postgres before it runs the queueing script, so the record must still be there
 # for a send that looked before the message was stored and queues after.
@@ -61,6 +65,17 @@ def batch_key(job_id: str) -> str:
 def idempotency_record_key(sender_id: int, key_hash: str) -> str:
     """The record of a send made with an Idempotency-Key, while its message is queued."""
     return f"anonchat:idem:{sender_id}:{key_hash}"
+
+
+def blocks_key(blocker_id: int) -> str:
+    """Set of the users ``blocker_id`` blocks, mirrored from Postgres for the queueing
+    script (which refuses a send to them)."""
+    return f"anonchat:blocks:{blocker_id}"
+
+
+def send_rate_key(sender_id: int) -> str:
+    """The sender's rate-limit key (GCRA, common/ratelimit.py)."""
+    return f"{KEY_PREFIX}send:{sender_id}"
 
 
 def parse_pending_entry(value: str | bytes) -> PendingEntry:

@@ -17,16 +17,24 @@ SEQ_LOCK = 0x616E6F6E  # "anon"
 
 # The batch travels as one JSON array of the messages as queued: Postgres parses it, so
 # that no Python code handles each message's fields on the way in. A message already
-# stored (same id), or a repeat of a stored send's Idempotency-Key, is skipped.
+# stored (same id), or a repeat of a stored send's Idempotency-Key, is skipped. A message
+# accepted after its receiver blocked its sender is stored hidden from the receiver.
 _INSERT = text(
     """
-    INSERT INTO messages (id, content, sender_id, receiver_id, created_at, idempotency_key)
-    SELECT id, content, sender_id, receiver_id, created_at, decode(idempotency_key, 'hex')
+    INSERT INTO messages
+        (id, content, sender_id, receiver_id, created_at, idempotency_key, hidden)
+    SELECT m.id, m.content, m.sender_id, m.receiver_id, m.created_at,
+           decode(m.idempotency_key, 'hex'),
+           EXISTS (
+               SELECT 1 FROM blocks AS b
+               WHERE b.blocker_id = m.receiver_id AND b.blocked_id = m.sender_id
+                 AND b.created_at <= m.created_at
+           )
     FROM json_to_recordset(CAST(:batch AS json)) AS m(
         id bigint, content text, sender_id bigint, receiver_id bigint, created_at timestamptz,
         idempotency_key text
     )
-    ORDER BY created_at, id
+    ORDER BY m.created_at, m.id
     ON CONFLICT DO NOTHING
     RETURNING id, seq
     """
@@ -47,9 +55,13 @@ _STORED = text("SELECT id FROM messages WHERE id = ANY(:ids)").bindparams(
 )
 
 
+# Held until the transaction ends; message_service takes it too, for the events it writes.
+CURSOR_LOCK = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=SEQ_LOCK)
+
+
 def take_cursor_lock(connection: Connection) -> None:
     """Hold the cursor lock until the caller's transaction ends."""
-    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQ_LOCK})
+    connection.execute(CURSOR_LOCK)
 
 
 def insert_messages(connection: Connection, messages: Sequence[str]) -> dict[int, int]:

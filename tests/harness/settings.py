@@ -36,3 +36,9 @@ QUICK_STREAMS_ENV = {
     "MESSAGE_SERVICE_STREAMS_PER_USER": "4",
     "ANONCHAT_SERVER_WRITE_STALL_TIMEOUT_SECONDS": "3",
 }
+# An erased account's messages are erased again for 2 s after it (sends still on their
+# way), then its note goes.
+QUICK_ERASURE_ENV = {
+    "USER_SERVICE_ERASURE_RETRY_SECONDS": "0.5",
+    "USER_SERVICE_ERASURE_SETTLE_SECONDS": "2",
+}

@@ -26,6 +26,7 @@ from tests.harness.settings import (
     INTERNAL_TOKEN,
     JWT_SECRET,
     NO_RATE_LIMITS,
+    QUICK_ERASURE_ENV,
     QUICK_RECOVERY_ENV,
     QUICK_STREAMS_ENV,
 )
@@ -55,6 +56,7 @@ def stack_config_for_tests(users_url: str, messages_url: str, redis_url: str) ->
             **FAST_HASHING_ENV,
             **QUICK_RECOVERY_ENV,
             **QUICK_STREAMS_ENV,
+            **QUICK_ERASURE_ENV,
             **NO_RATE_LIMITS,
         },
     )

@@ -3,12 +3,18 @@ gateway)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, BackgroundTasks, Response, status
 from fastapi.responses import JSONResponse
 
 from common.errors import error_response, error_responses
-from common.schemas import AccessToken, Credentials, PasswordChange, Refresh
-from user_service import service, sessions
+from common.schemas import (
+    AccessToken,
+    Credentials,
+    PasswordChange,
+    PasswordConfirmation,
+    Refresh,
+)
+from user_service import erasure, service, sessions
 from user_service.deps import CallerDep, CallerSessionDep, ServiceDep, TransactionDep
 
 router = APIRouter(tags=["sessions"])
@@ -66,3 +72,26 @@ async def change_password(
     )
     others = [s for s in await sessions.of_user(db, caller) if s != session]
     await sessions.end(db=db, sessions=state.sessions, session_ids=others)
+
+
+@router.delete(
+    "/users/me", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 422, 503)
+)
+async def erase(
+    data: PasswordConfirmation,
+    caller: CallerDep,
+    db: TransactionDep,
+    state: ServiceDep,
+    background: BackgroundTasks,
+) -> None:
+    """Erase the caller's account (its password once more): sessions, name, messages."""
+    await erasure.erase_account(
+        db=db,
+        hasher=state.hasher,
+        sessions_state=state.sessions,
+        settings=state.settings,
+        user_id=caller,
+        password=data.password.get_secret_value(),
+    )
+    # After the commit (background tasks run once the answer is out).
+    background.add_task(state.erasures.poke)
