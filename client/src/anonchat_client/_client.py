@@ -1,0 +1,220 @@
+"""``Client``: the blocking client. Every operation is ``anonchat_client._core``'s; this
+class only carries its effects out with blocking I/O (``AsyncClient`` awaits them)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from httpx_sse import EventSource, ServerSentEvent
+
+from anonchat_client._core import (
+    DEFAULT_SERVER,
+    Call,
+    CloseStream,
+    Core,
+    Effect,
+    Emit,
+    NextEvent,
+    Op,
+    Pause,
+    Renew,
+    Run,
+)
+from anonchat_client._models import Event, Message, Sent, Session, User
+from anonchat_client.sessions import MemoryStore, SessionStore
+
+T = TypeVar("T")
+
+
+class _Stream:
+    """The event stream an iteration has open."""
+
+    def __init__(self) -> None:
+        self.response: httpx.Response | None = None
+        self.events: Iterator[ServerSentEvent] = iter(())
+
+    def open(self, response: httpx.Response) -> None:
+        self.response, self.events = response, EventSource(response).iter_sse()
+
+    def close(self) -> None:
+        if self.response is not None:
+            self.response.close()
+        self.response, self.events = None, iter(())
+
+
+class Client:
+    """A client of one anonchat server, through its gateway.
+
+    It keeps the session in ``store`` (in memory unless given one, such as
+    :class:`~anonchat_client.sessions.CredentialsFile`), refreshes the access token by
+    itself, and retries what is safe to retry (reads, and sends, which carry an
+    ``Idempotency-Key``) on connection failures, 429 and 503, honouring ``Retry-After``,
+    for up to ``retry_deadline`` seconds. Errors are :class:`AnonchatError` subclasses.
+    Safe to share between threads."""
+
+    def __init__(
+        self,
+        server: str = DEFAULT_SERVER,
+        *,
+        session: Session | None = None,
+        store: SessionStore | None = None,
+        timeout: float = 10.0,
+        stream_timeout: float = 45.0,
+        retry_deadline: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._core = Core(
+            server=server,
+            store=store if store is not None else MemoryStore(session),
+            timeout=timeout,
+            stream_timeout=stream_timeout,
+            retry_deadline=retry_deadline,
+        )
+        self._http = httpx.Client(transport=transport)
+        self._renewing = threading.Lock()
+
+    @property
+    def server(self) -> str:
+        """The server's URL."""
+        return str(self._core.server)
+
+    @property
+    def session(self) -> Session | None:
+        """The session, once logged in."""
+        return self._core.session
+
+    def use_session(self, session: Session | None) -> None:
+        """Use ``session`` from now on (one saved elsewhere, say), and store it."""
+        self._core.adopt(session)
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def register(self, username: str, password: str) -> User:
+        """Register a new user (it does not log in)."""
+        return self._run(self._core.register(username, password))
+
+    def login(self, username: str, password: str) -> Session:
+        """Log in; the session is kept for every later call."""
+        return self._run(self._core.login(username, password))
+
+    def logout(self) -> None:
+        """End the session at the server and forget it."""
+        self._run(self._core.logout())
+
+    def users(self, *, page_size: int = 100) -> Iterator[User]:
+        """Everyone registered, in id order, page after page."""
+        return self._iterate(self._core.users(page_size))
+
+    def user(self, username: str) -> User:
+        """The user of that name (any letter case); :class:`NotFound` if none."""
+        return self._run(self._core.user(username))
+
+    def user_by_id(self, user_id: int) -> User:
+        """The user of that id; :class:`NotFound` if none."""
+        return self._run(self._core.user_by_id(user_id))
+
+    def send(
+        self,
+        to: int | str,
+        content: str,
+        *,
+        deadline: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Sent:
+        """Send ``content`` to a user (an id, or a name), retrying with the same
+        ``Idempotency-Key`` for up to ``deadline`` seconds: stored once however often it
+        is sent. The message is queued when this returns."""
+        return self._run(self._core.send(to, content, deadline=deadline, key=idempotency_key))
+
+    def messages(
+        self,
+        with_user: int | str | None = None,
+        *,
+        after: int | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Message]:
+        """The caller's messages (with one user, if given), oldest first, after the
+        cursor ``after``, page after page."""
+        return self._iterate(self._core.messages(with_user, after, page_size))
+
+    def message(self, message_id: int) -> Message:
+        """One message of the caller's, with its ``status``."""
+        return self._run(self._core.message(message_id))
+
+    def events(self, cursor: int | None = None) -> Iterator[Event]:
+        """The caller's events after ``cursor`` (from the beginning if ``None``), then
+        live, for ever: the stream is resumed after the last event whenever it ends or
+        fails (backing off up to 30 s), and no event is handed on twice."""
+        return self._iterate(self._core.events(cursor))
+
+    def _run(self, op: Op[T]) -> T:
+        run = Run(op)
+        for _ in self._drive(run):
+            pass
+        value: T = run.value
+        return value
+
+    def _iterate(self, op: Op[None]) -> Iterator[Any]:
+        yield from self._drive(Run(op))
+
+    def _drive(self, run: Run) -> Iterator[Any]:
+        stream = _Stream()
+        try:
+            while run.effect is not None:
+                if isinstance(run.effect, Emit):
+                    item = run.effect.item
+                    yield item
+                    run.resume()
+                else:
+                    run.resume(*self._perform(run.effect, stream))
+        finally:
+            stream.close()
+            run.close()
+
+    def _perform(self, effect: Effect, stream: _Stream) -> tuple[object, Exception | None]:
+        result: object = None
+        try:
+            if isinstance(effect, Call):
+                result = self._send(effect, stream)
+            elif isinstance(effect, Pause):
+                time.sleep(effect.seconds)
+            elif isinstance(effect, Renew):
+                with self._renewing:
+                    self._run(self._core.renew(effect.stale))
+            elif isinstance(effect, NextEvent):
+                result = next(stream.events, None)
+            elif isinstance(effect, CloseStream):
+                stream.close()
+        except Exception as exc:
+            return None, exc
+        return result, None
+
+    def _send(self, call: Call, stream: _Stream) -> httpx.Response:
+        response = self._http.send(call.request, stream=call.stream)
+        if not call.stream:
+            return response
+        if response.is_success:
+            stream.open(response)
+        else:
+            # A refusal: its body says why.
+            response.read()
+            response.close()
+        return response

@@ -1,0 +1,556 @@
+"""Everything the two clients do that is not I/O, written once (sans-I/O, as h11 and
+httpx's own core are): building requests, reading answers, errors, the retry policy,
+refreshing the session and resuming the event stream.
+
+Each operation is a generator. It yields an *effect* (send this request, wait this
+long, refresh the session, read the stream's next event, hand this item to the caller)
+and is sent what came of it, or has the failure thrown in. ``Client`` and
+``AsyncClient`` only carry effects out, with blocking or awaited I/O, so the two cannot
+behave differently."""
+
+from __future__ import annotations
+
+import enum
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from httpx_sse import ServerSentEvent
+
+from anonchat_client._errors import (
+    AnonchatError,
+    FieldError,
+    NotFound,
+    RateLimited,
+    ServerUnreachable,
+    SessionExpired,
+    Unauthorized,
+    Unavailable,
+    error_class,
+)
+from anonchat_client._models import Event, Message, Sent, Session, User, parse_event
+from anonchat_client.sessions import SessionStore
+
+T = TypeVar("T")
+
+__version__ = "0.1.0"
+DEFAULT_SERVER = "http://localhost:8000"
+# Refresh an access token this long before it expires, so that no call carries one that
+# lapses on the way.
+RENEW_MARGIN_SECONDS = 30.0
+# The server's code for a session that is over (refresh token spent, expired or ended).
+SESSION_ENDED = "session_ended"
+
+
+@dataclass(frozen=True)
+class Call:
+    """Send ``request``; the answer is read whole, unless ``stream`` (then only its
+    head, and the events are read with :class:`NextEvent`)."""
+
+    request: httpx.Request
+    stream: bool = False
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Wait ``seconds``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Renew:
+    """Refresh the session ``stale`` (run :meth:`Core.renew` with the client's lock held,
+    so that one refresh at a time spends the refresh token)."""
+
+    stale: Session
+
+
+@dataclass(frozen=True)
+class NextEvent:
+    """The next event of the open stream; ``None`` where the stream ended."""
+
+
+@dataclass(frozen=True)
+class CloseStream:
+    """Close the open stream."""
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Hand ``item`` to the caller of an iterator."""
+
+    item: Any
+
+
+Effect = Call | Pause | Renew | NextEvent | CloseStream | Emit
+Op = Generator[Effect, Any, T]
+
+
+class Run:
+    """Steps an operation: ``effect`` is what it waits on, ``None`` once it returned
+    ``value``."""
+
+    def __init__(self, op: Op[Any]) -> None:
+        self._op = op
+        self.effect: Effect | None = None
+        self.value: Any = None
+        self._step(lambda: next(op))
+
+    def resume(self, result: object = None, error: BaseException | None = None) -> None:
+        """Give the operation what came of its effect (or throw in how it failed)."""
+        if error is not None:
+            self._step(lambda: self._op.throw(error))
+        else:
+            self._step(lambda: self._op.send(result))
+
+    def close(self) -> None:
+        self._op.close()
+
+    def _step(self, step: Callable[[], Effect]) -> None:
+        try:
+            self.effect = step()
+        except StopIteration as stop:
+            self.effect, self.value = None, stop.value
+
+
+class Retry(enum.Enum):
+    """When a request may be sent again."""
+
+    # Repeating it changes nothing (reads, keyed sends): after any failure to get an
+    # answer, a 429, or a 502 to 504.
+    SAFE = "safe"
+    # It may have done something once it reached the server (a registration, a refresh,
+    # whose single-use token it would spend twice): only when it surely did not, a
+    # connection never made, a 429 or a 503.
+    UNSENT = "unsent"
+
+
+# Failures that happen before a request's first byte leaves.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter: the n-th delay is drawn from the upper half of
+    ``min(cap, base * 2**n)``, so that clients that failed together spread out."""
+
+    base: float
+    cap: float
+    attempts: int = 0
+
+    def next(self) -> float:
+        ceiling = min(self.cap, self.base * 2.0**self.attempts)
+        self.attempts += 1
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+class Attempts:
+    """The retries of one request, until ``deadline`` (a ``time.monotonic()`` reading)."""
+
+    def __init__(self, retry: Retry, deadline: float) -> None:
+        self.retry = retry
+        self.deadline = deadline
+        self.backoff = Backoff(base=0.2, cap=5.0)
+
+    def delay_after(self, error: AnonchatError, *, unsent: bool = False) -> float:
+        """How long to wait before trying again; raises ``error`` when it must not be
+        retried, or not before the deadline."""
+        if not self._retryable(error, unsent=unsent):
+            raise error
+        if error.retry_after is not None:
+            # As the server said, spread by a tenth so that its callers do not return
+            # in one burst.
+            delay = error.retry_after * (1 + random.uniform(0, 0.1))
+        else:
+            delay = self.backoff.next()
+        if time.monotonic() + delay > self.deadline:
+            raise error
+        return delay
+
+    def _retryable(self, error: AnonchatError, *, unsent: bool) -> bool:
+        if isinstance(error, ServerUnreachable):
+            return self.retry is Retry.SAFE or unsent
+        if isinstance(error, RateLimited):
+            return True
+        if isinstance(error, Unavailable):
+            return self.retry is Retry.SAFE or error.status == 503
+        return False
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def error_from(response: httpx.Response) -> AnonchatError:
+    """The exception for an error answer, with the server's code and detail."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        text = response.text.strip()[:200] or response.reason_phrase
+        body = {"detail": text or f"HTTP {status}"}
+    errors = tuple(
+        FieldError(str(item.get("field", "")), str(item.get("message", "")))
+        for item in body.get("errors") or ()
+        if isinstance(item, dict)
+    )
+    return error_class(status)(
+        str(body.get("detail", f"HTTP {status}")),
+        code=str(body.get("code", f"http_{status}")),
+        status=status,
+        errors=errors,
+        retry_after=_retry_after(response),
+    )
+
+
+def unreachable(exc: httpx.TransportError, server: httpx.URL) -> ServerUnreachable:
+    """The exception for a request that got no answer."""
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        reason = f"timed out: {reason}"
+    return ServerUnreachable(
+        f"cannot reach the server at {str(server).rstrip('/')} ({reason})", code="unreachable"
+    )
+
+
+def _expired(error: AnonchatError | None = None) -> SessionExpired:
+    detail = error.detail if error is not None else "the session expired"
+    code = error.code if error is not None else "session_expired"
+    return SessionExpired(f"{detail}: log in again", code=code, status=401)
+
+
+def not_logged_in() -> SessionExpired:
+    return SessionExpired("not logged in: log in first", code="not_logged_in")
+
+
+@dataclass
+class _Resume:
+    """Where a stream of events resumes: after ``last``, the last event handed on, so
+    that none is handed on twice."""
+
+    last: int | None
+    backoff: Backoff
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.last is None else {"Last-Event-ID": str(self.last)}
+
+    def take(self, sse: ServerSentEvent) -> Event | None:
+        """The event, unless it carries nothing (``retry``, a keep-alive) or came before."""
+        if sse.retry is not None:
+            self.backoff.base = sse.retry / 1000
+        if not sse.data:
+            return None
+        cursor = int(sse.id) if sse.id.isdigit() else None
+        if cursor is not None:
+            if self.last is not None and cursor <= self.last:
+                return None
+            self.last = cursor
+        return parse_event(sse.event, cursor, json.loads(sse.data))
+
+
+class Core:
+    """The state and the operations of one client of one server."""
+
+    def __init__(
+        self,
+        *,
+        server: str,
+        store: SessionStore,
+        timeout: float,
+        stream_timeout: float,
+        retry_deadline: float,
+    ) -> None:
+        self.server = httpx.URL(server.rstrip("/") + "/")
+        self.store = store
+        self.session = store.load()
+        self.timeout = timeout
+        self.stream_timeout = stream_timeout
+        self.retry_deadline = retry_deadline
+
+    # Requests and their retries.
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        session: Session | None = None,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+    ) -> httpx.Request:
+        """The request for ``path`` (relative to the server, or a URL it gave)."""
+        sent = {
+            "Accept": "text/event-stream" if stream else "application/json",
+            "User-Agent": f"anonchat-client/{__version__}",
+            **(headers or {}),
+        }
+        if session is not None:
+            sent["Authorization"] = f"Bearer {session.access_token}"
+        read = self.stream_timeout if stream else self.timeout
+        timeout = httpx.Timeout(self.timeout, read=read)
+        return httpx.Request(
+            method,
+            self.server.join(path),
+            params=params,
+            json=body,
+            headers=sent,
+            extensions={"timeout": timeout.as_dict()},
+        )
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        retry: Retry,
+        auth: bool = True,
+        deadline: float | None = None,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Op[httpx.Response]:
+        """The successful answer to a request, retried as ``retry`` allows within
+        ``deadline`` seconds, with a session refreshed once on a refused token."""
+        attempts = Attempts(retry, time.monotonic() + (deadline or self.retry_deadline))
+        renewed = False
+        while True:
+            session = (yield from self.fresh_session()) if auth else None
+            request = self.request(
+                method, path, session=session, params=params, body=body, headers=headers
+            )
+            try:
+                response: httpx.Response = yield Call(request)
+            except httpx.TransportError as exc:
+                failure = unreachable(exc, self.server)
+                yield Pause(attempts.delay_after(failure, unsent=isinstance(exc, _NOT_SENT)))
+                continue
+            if response.is_success:
+                return response
+            error = error_from(response)
+            if response.status_code == 401 and session is not None:
+                if renewed or not self.renewable(session, error):
+                    raise _expired(error)
+                renewed = True
+                yield Renew(session)
+                continue
+            yield Pause(attempts.delay_after(error))
+
+    # The session.
+
+    def fresh_session(self) -> Op[Session]:
+        """The session, refreshed first when its access token is about to expire."""
+        session = self.session
+        if session is None:
+            raise not_logged_in()
+        if session.refresh_token is not None and session.expires_within(RENEW_MARGIN_SECONDS):
+            yield Renew(session)
+            session = self.session
+            if session is None:
+                raise not_logged_in()
+        return session
+
+    def renewable(self, session: Session, error: AnonchatError) -> bool:
+        """Whether a 401 may be cured by refreshing: there is a refresh token and the
+        session is not over. (The code of an expired access token is not part of the
+        contract, so any other 401 to a call with a token gets one refresh.)"""
+        return session.refresh_token is not None and error.code != SESSION_ENDED
+
+    def adopt(self, session: Session | None) -> None:
+        """Make ``session`` the client's, and the store's."""
+        with self.store.lock():
+            self.store.save(session)
+        self.session = session
+
+    def renew(self, stale: Session) -> Op[None]:
+        """Replace ``stale`` by a refreshed session: one another thread or process
+        refreshed meanwhile, else a new one from ``POST /token/refresh``."""
+        if self.session is not None and self.session.access_token != stale.access_token:
+            return
+        with self.store.lock():
+            stored = self.store.load()
+            if stored is not None and stored.access_token != stale.access_token:
+                self.session = stored
+                return
+            if stale.refresh_token is None:
+                raise _expired()
+            started = time.time()
+            try:
+                response = yield from self.call(
+                    "POST",
+                    "token/refresh",
+                    auth=False,
+                    retry=Retry.UNSENT,
+                    body={"refresh_token": stale.refresh_token},
+                )
+            except Unauthorized as exc:
+                self.store.save(None)
+                self.session = None
+                raise _expired(exc) from None
+            fresh = Session.parse(response.json(), now=started, username=stale.username)
+            fresh = replace(fresh, user_id=stale.user_id)
+            self.store.save(fresh)
+            self.session = fresh
+
+    # The API.
+
+    def register(self, username: str, password: str) -> Op[User]:
+        response = yield from self.call(
+            "POST",
+            "register",
+            auth=False,
+            retry=Retry.UNSENT,
+            body={"username": username, "password": password},
+        )
+        return User.parse(response.json())
+
+    def login(self, username: str, password: str) -> Op[Session]:
+        started = time.time()
+        response = yield from self.call(
+            "POST",
+            "login",
+            auth=False,
+            retry=Retry.SAFE,
+            body={"username": username, "password": password},
+        )
+        session = Session.parse(response.json(), now=started, username=username)
+        self.adopt(session)
+        return session
+
+    def logout(self) -> Op[None]:
+        if self.session is None:
+            return
+        try:
+            yield from self.call("POST", "logout", retry=Retry.SAFE)
+        except SessionExpired:
+            pass  # over already
+        except NotFound:
+            pass  # a server without sessions: its tokens live until they expire
+        finally:
+            self.adopt(None)
+
+    def pages(self, path: str, params: dict[str, str], parse: Callable[[Any], T]) -> Op[None]:
+        """Emit every item of a paged list, following its ``Link: rel="next"``."""
+        url: str | None = path
+        query: dict[str, str] | None = params
+        while url is not None:
+            response = yield from self.call("GET", url, retry=Retry.SAFE, params=query)
+            for item in response.json():
+                yield Emit(parse(item))
+            url, query = response.links.get("next", {}).get("url"), None
+
+    def users(self, page_size: int) -> Op[None]:
+        yield from self.pages("get_users", {"limit": str(page_size)}, User.parse)
+
+    def user(self, username: str) -> Op[User]:
+        path = f"users/by-name/{quote(username, safe='')}"
+        response = yield from self.call("GET", path, retry=Retry.SAFE)
+        return User.parse(response.json())
+
+    def user_by_id(self, user_id: int) -> Op[User]:
+        response = yield from self.call("GET", f"users/{int(user_id)}", retry=Retry.SAFE)
+        return User.parse(response.json())
+
+    def user_id(self, user: int | str) -> Op[int]:
+        """The id of a user given by id or by name."""
+        if isinstance(user, bool) or not isinstance(user, int | str):
+            raise TypeError(f"a user is an id (int) or a name (str), not {user!r}")
+        if isinstance(user, int):
+            return user
+        return (yield from self.user(user)).id
+
+    def send(
+        self, to: int | str, content: str, *, deadline: float | None, key: str | None
+    ) -> Op[Sent]:
+        receiver_id = yield from self.user_id(to)
+        response = yield from self.call(
+            "POST",
+            "send_message",
+            retry=Retry.SAFE,
+            deadline=deadline,
+            body={"content": content, "receiver_id": receiver_id},
+            # The same key on every attempt: the server answers a repeat with the first
+            # answer, so a retried send is stored once.
+            headers={"Idempotency-Key": key or uuid.uuid4().hex},
+        )
+        replayed = response.headers.get("idempotency-replayed", "").lower() == "true"
+        return Sent.parse(response.json(), replayed=replayed)
+
+    def messages(self, with_user: int | str | None, after: int | None, page_size: int) -> Op[None]:
+        params = {"limit": str(page_size)}
+        if with_user is not None:
+            params["with_user"] = str((yield from self.user_id(with_user)))
+        if after is not None:
+            params["cursor"] = str(after)
+        yield from self.pages("get_messages", params, Message.parse)
+
+    def message(self, message_id: int) -> Op[Message]:
+        response = yield from self.call("GET", f"messages/{int(message_id)}", retry=Retry.SAFE)
+        return Message.parse(response.json())
+
+    def events(self, cursor: int | None) -> Op[None]:
+        """Emit the events of the stream after ``cursor``, for ever: reconnecting after
+        the last event handed on whenever the stream ends or fails."""
+        resume = _Resume(cursor, Backoff(base=1.0, cap=30.0))
+        renewed = False
+        while True:
+            session = yield from self.fresh_session()
+            request = self.request(
+                "GET", "events", session=session, headers=resume.headers(), stream=True
+            )
+            try:
+                response: httpx.Response = yield Call(request, stream=True)
+            except httpx.TransportError:
+                yield Pause(resume.backoff.next())
+                continue
+            if not response.is_success:
+                error = error_from(response)
+                if response.status_code == 401:
+                    if renewed or not self.renewable(session, error):
+                        raise _expired(error)
+                    renewed = True
+                    yield Renew(session)
+                elif isinstance(error, RateLimited | Unavailable):
+                    yield Pause(max(error.retry_after or 0.0, resume.backoff.next()))
+                else:
+                    raise error
+                continue
+            renewed = False
+            resume.backoff.reset()
+            expired = False
+            try:
+                while (sse := (yield NextEvent())) is not None:
+                    if sse.event == "reauthenticate":
+                        expired = True
+                        break
+                    event = resume.take(sse)
+                    if event is not None:
+                        yield Emit(event)
+            except httpx.TransportError:
+                pass  # the connection failed: reconnect after the last event
+            yield CloseStream()
+            if not expired:
+                yield Pause(resume.backoff.next())
+            elif session.refresh_token is None:
+                raise _expired()
+            else:
+                # The access token ran out: refresh it and go on at once.
+                renewed = True
+                yield Renew(session)
