@@ -92,11 +92,32 @@ class UserRegistered(UserRead):
 
 
 class AccessToken(BaseModel):
-    """A signed, expiring bearer token."""
+    """A session's tokens: a short-lived bearer token, and the single-use token that
+    renews it (``POST /token/refresh``)."""
 
     access_token: str
     token_type: Literal["bearer"] = "bearer"
-    expires_in: int = Field(description="seconds until the token expires")
+    expires_in: int = Field(description="seconds until the access token expires")
+    refresh_token: str = Field(
+        description="single use: renews the access token; a second use ends the session"
+    )
+    refresh_expires_in: int = Field(description="seconds until the refresh token expires")
+
+
+REFRESH_TOKEN_MAX = 100
+
+
+class Refresh(BaseModel):
+    """The body of ``/token/refresh``."""
+
+    refresh_token: str = Field(min_length=1, max_length=REFRESH_TOKEN_MAX)
+
+
+class PasswordChange(BaseModel):
+    """The body of ``/password``: the current password, and the new one."""
+
+    old_password: Password
+    new_password: Password
 
 
 def _check_content(value: str) -> str:

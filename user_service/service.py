@@ -7,23 +7,19 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.errors import Conflict, FieldError, InvalidInput, Unauthorized
-from common.schemas import Credentials
+from common.schemas import Credentials, PasswordChange
 from user_service.models import User
 from user_service.security import Hasher
 
 WRONG_CREDENTIALS = "wrong username or password"
+WRONG_PASSWORD = "wrong password"
 
 
 async def register_user(
     *, session: AsyncSession, hasher: Hasher, data: Credentials, password_min_length: int
 ) -> User:
     """Create a user; a name taken in any letter case is a conflict."""
-    password = data.password.get_secret_value()
-    if len(password) < password_min_length:
-        message = f"must be at least {password_min_length} characters long"
-        raise InvalidInput(
-            f"password: {message}", errors=[FieldError(field="password", message=message)]
-        )
+    password = _long_enough(data.password.get_secret_value(), "password", password_min_length)
     password_hash = await hasher.hash(password)
     statement = (
         insert(User)
@@ -66,3 +62,29 @@ async def list_users(*, session: AsyncSession, after_id: int, limit: int) -> lis
 async def get_user(*, session: AsyncSession, user_id: int) -> User | None:
     """The user with this id, if there is one."""
     return await session.get(User, user_id)
+
+
+async def change_password(
+    *,
+    session: AsyncSession,
+    hasher: Hasher,
+    user_id: int,
+    data: PasswordChange,
+    password_min_length: int,
+) -> None:
+    """Replace the user's password, once the old one is verified."""
+    new = _long_enough(data.new_password.get_secret_value(), "new_password", password_min_length)
+    user = await session.get(User, user_id, with_for_update=True)
+    if user is None:
+        raise Unauthorized("this account no longer exists")
+    valid, _ = await hasher.verify(data.old_password.get_secret_value(), user.password_hash)
+    if not valid:
+        raise Unauthorized(WRONG_PASSWORD)
+    user.password_hash = await hasher.hash(new)
+
+
+def _long_enough(password: str, field: str, minimum: int) -> str:
+    if len(password) < minimum:
+        message = f"must be at least {minimum} characters long"
+        raise InvalidInput(f"{field}: {message}", errors=[FieldError(field=field, message=message)])
+    return password

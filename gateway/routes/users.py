@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from common.errors import error_responses
-from common.schemas import MAX_BIGINT, AccessToken, Credentials, PageLimit, UserRead, UserRegistered
+from common.schemas import MAX_BIGINT, Credentials, PageLimit, UserRead, UserRegistered
 from gateway.deps import CurrentUser, services
 from gateway.ratelimit import client_address
 
@@ -29,22 +29,6 @@ async def register(data: Credentials, request: Request) -> Response:
         gateway.settings.register_rate_per_address, f"register:{address}", "registrations"
     )
     return await gateway.upstreams.forward(request, "users", "/users", body=await request.body())
-
-
-@router.post(
-    "/login",
-    response_model=AccessToken,
-    responses=error_responses(401, 413, 422, 429, *UNAVAILABLE),
-)
-async def login(data: Credentials, request: Request) -> Response:
-    """Exchange a username and a password for a bearer token."""
-    gateway = services(request)
-    limiter, settings = gateway.limiter, gateway.settings
-    address = client_address(request)
-    await limiter.hit(settings.login_rate_per_address, f"login:addr:{address}", "login attempts")
-    name = data.username.lower()
-    await limiter.hit(settings.login_rate_per_username, f"login:user:{name}", "login attempts")
-    return await gateway.upstreams.forward(request, "users", "/login", body=await request.body())
 
 
 @router.get(
