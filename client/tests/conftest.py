@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support import Account, Either
 
 from anonchat_client import Client
+from client.tests.support import Account, Either
 from tests.api import PASSWORD, unique_name
 from tests.harness.stack import RunningStack
 

@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import httpx
 import pytest
-from support import WAIT, requires, server_has
 
 from anonchat_client import (
     Client,
@@ -21,6 +20,7 @@ from anonchat_client import (
     SessionExpired,
     Unauthorized,
 )
+from client.tests.support import WAIT, requires, server_has
 from tests.api import unique_name
 
 GREETING = "Привет, Bob! 👋 日本語"
@@ -207,3 +207,27 @@ async def test_the_access_token_is_refreshed_by_itself(logged_in, server):
     either.client.use_session(replace(second, access_token="not-a-token"))
     await either.take("users", 1)
     assert either.client.session.refresh_token != second.refresh_token
+
+
+async def test_change_password_ends_the_other_sessions(logged_in, connect, server):
+    requires(server, "/password")
+    either, me = await logged_in()
+    other = connect()
+    await other.run("login", me.name, me.password)
+    with pytest.raises(Unauthorized) as wrong:
+        await either.run("change_password", "not the password", "a new password 1")
+    assert not isinstance(wrong.value, SessionExpired)
+    await either.run("change_password", me.password, "a new password 1")
+    await either.take("users", 1)  # this session goes on
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            await other.take("users", 1)
+        except SessionExpired:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the other session still works after a password change")
+    with pytest.raises(Unauthorized):
+        await connect().run("login", me.name, me.password)
+    await connect().run("login", me.name, "a new password 1")

@@ -119,6 +119,10 @@ class AsyncClient:
         """See :meth:`Client.logout`."""
         await self._run(self._core.logout())
 
+    async def change_password(self, old: str, new: str) -> None:
+        """See :meth:`Client.change_password`."""
+        await self._run(self._core.change_password(old, new))
+
     def users(self, *, page_size: int = 100) -> AsyncIterator[User]:
         """See :meth:`Client.users`."""
         return self._drive(Run(self._core.users(page_size)))

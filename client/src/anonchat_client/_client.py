@@ -119,6 +119,10 @@ class Client:
         """End the session at the server and forget it."""
         self._run(self._core.logout())
 
+    def change_password(self, old: str, new: str) -> None:
+        """Change the password (the old one is asked); every other session of the user ends."""
+        self._run(self._core.change_password(old, new))
+
     def users(self, *, page_size: int = 100) -> Iterator[User]:
         """Everyone registered, in id order, page after page."""
         return self._iterate(self._core.users(page_size))

@@ -229,6 +229,13 @@ def unreachable(exc: httpx.TransportError, server: httpx.URL) -> ServerUnreachab
     )
 
 
+def refuses_token(response: httpx.Response) -> bool:
+    """Whether a 401 refuses the access token (it carries a ``Bearer`` challenge, RFC
+    6750), rather than something else the request carried, such as a wrong password."""
+    challenge = response.headers.get("www-authenticate", "")
+    return response.status_code == 401 and challenge.lower().startswith("bearer")
+
+
 def _expired(error: AnonchatError | None = None) -> SessionExpired:
     detail = error.detail if error is not None else "the session expired"
     code = error.code if error is not None else "session_expired"
@@ -345,7 +352,7 @@ class Core:
             if response.is_success:
                 return response
             error = error_from(response)
-            if response.status_code == 401 and session is not None:
+            if session is not None and refuses_token(response):
                 if renewed or not self.renewable(session, error):
                     raise _expired(error)
                 renewed = True
@@ -368,9 +375,9 @@ class Core:
         return session
 
     def renewable(self, session: Session, error: AnonchatError) -> bool:
-        """Whether a 401 may be cured by refreshing: there is a refresh token and the
-        session is not over. (The code of an expired access token is not part of the
-        contract, so any other 401 to a call with a token gets one refresh.)"""
+        """Whether a refused token may be cured by refreshing: there is a refresh token
+        and the session is not over. (An expired access token has no code of its own,
+        so any other refusal gets one refresh.)"""
         return session.refresh_token is not None and error.code != SESSION_ENDED
 
     def adopt(self, session: Session | None) -> None:
@@ -445,6 +452,14 @@ class Core:
             pass  # a server without sessions: its tokens live until they expire
         finally:
             self.adopt(None)
+
+    def change_password(self, old: str, new: str) -> Op[None]:
+        yield from self.call(
+            "POST",
+            "password",
+            retry=Retry.UNSENT,
+            body={"old_password": old, "new_password": new},
+        )
 
     def pages(self, path: str, params: dict[str, str], parse: Callable[[Any], T]) -> Op[None]:
         """Emit every item of a paged list, following its ``Link: rel="next"``."""
@@ -522,7 +537,7 @@ class Core:
                 continue
             if not response.is_success:
                 error = error_from(response)
-                if response.status_code == 401:
+                if refuses_token(response):
                     if renewed or not self.renewable(session, error):
                         raise _expired(error)
                     renewed = True
