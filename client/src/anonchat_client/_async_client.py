@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
-from anonchat_client._core import (
-    DEFAULT_SERVER,
-    Call,
-    CloseStream,
-    Core,
-    Effect,
-    Emit,
-    NextEvent,
-    Op,
-    Pause,
-    Renew,
-    Run,
-)
+from anonchat_client import _effects as effects
+from anonchat_client._core import ClientBase
+from anonchat_client._effects import Op, Run
 from anonchat_client._models import Event, Message, Sent, Session, User
-from anonchat_client.sessions import MemoryStore, SessionStore
 
 T = TypeVar("T")
 
@@ -53,44 +41,13 @@ class _AsyncStream:
         self.response, self.events = None, _no_events()
 
 
-class AsyncClient:
+class AsyncClient(ClientBase[httpx.AsyncBaseTransport]):
     """The asyncio twin of :class:`~anonchat_client.Client`: the same methods, the same
     behaviour (they are one implementation), awaited; its iterators are async."""
 
-    def __init__(
-        self,
-        server: str = DEFAULT_SERVER,
-        *,
-        session: Session | None = None,
-        store: SessionStore | None = None,
-        timeout: float = 10.0,
-        stream_timeout: float = 45.0,
-        retry_deadline: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._core = Core(
-            server=server,
-            store=store if store is not None else MemoryStore(session),
-            timeout=timeout,
-            stream_timeout=stream_timeout,
-            retry_deadline=retry_deadline,
-        )
+    def _connect(self, transport: httpx.AsyncBaseTransport | None) -> None:
         self._http = httpx.AsyncClient(transport=transport)
         self._renewing = asyncio.Lock()
-
-    @property
-    def server(self) -> str:
-        """The server's URL."""
-        return str(self._core.server)
-
-    @property
-    def session(self) -> Session | None:
-        """The session, once logged in."""
-        return self._core.session
-
-    def use_session(self, session: Session | None) -> None:
-        """Use ``session`` from now on (one saved elsewhere, say), and store it."""
-        self._core.adopt(session)
 
     async def aclose(self) -> None:
         """Close the connections."""
@@ -99,12 +56,7 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *failure: object) -> None:
         await self.aclose()
 
     async def register(self, username: str, password: str) -> User:
@@ -136,23 +88,14 @@ class AsyncClient:
         return await self._run(self._core.user_by_id(user_id))
 
     async def send(
-        self,
-        to: int | str,
-        content: str,
-        *,
-        deadline: float | None = None,
-        idempotency_key: str | None = None,
+        self, to: int | str, content: str, *, deadline: float | None = None, key: str | None = None
     ) -> Sent:
         """See :meth:`Client.send`."""
-        op = self._core.send(to, content, deadline=deadline, key=idempotency_key)
+        op = self._core.send(to, content, deadline=deadline, key=key)
         return await self._run(op)
 
     def messages(
-        self,
-        with_user: int | str | None = None,
-        *,
-        after: int | None = None,
-        page_size: int = 100,
+        self, with_user: int | str | None = None, *, after: int | None = None, page_size: int = 100
     ) -> AsyncIterator[Message]:
         """See :meth:`Client.messages`."""
         return self._drive(Run(self._core.messages(with_user, after, page_size)))
@@ -176,7 +119,7 @@ class AsyncClient:
         stream = _AsyncStream()
         try:
             while run.effect is not None:
-                if not isinstance(run.effect, Emit):
+                if not isinstance(run.effect, effects.Emit):
                     run.resume(*(await self._perform(run.effect, stream)))
                     continue
                 yield run.effect.item
@@ -186,25 +129,25 @@ class AsyncClient:
             run.close()
 
     async def _perform(
-        self, effect: Effect, stream: _AsyncStream
+        self, effect: effects.Effect, stream: _AsyncStream
     ) -> tuple[object, Exception | None]:
         try:
-            if isinstance(effect, Call):
+            if isinstance(effect, effects.Call):
                 return await self._send(effect, stream), None
-            if isinstance(effect, Pause):
+            if isinstance(effect, effects.Pause):
                 await asyncio.sleep(effect.seconds)
-            elif isinstance(effect, Renew):
+            elif isinstance(effect, effects.Renew):
                 async with self._renewing:
                     await self._run(self._core.renew(effect.stale))
-            elif isinstance(effect, NextEvent):
+            elif isinstance(effect, effects.NextEvent):
                 return await anext(stream.events, None), None
-            elif isinstance(effect, CloseStream):
+            elif isinstance(effect, effects.CloseStream):
                 await stream.close()
         except Exception as exc:
             return None, exc
         return None, None
 
-    async def _send(self, call: Call, stream: _AsyncStream) -> httpx.Response:
+    async def _send(self, call: effects.Call, stream: _AsyncStream) -> httpx.Response:
         response = await self._http.send(call.request, stream=call.stream)
         if call.stream and response.is_success:
             stream.open(response)

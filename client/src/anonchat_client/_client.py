@@ -6,27 +6,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
-from anonchat_client._core import (
-    DEFAULT_SERVER,
-    Call,
-    CloseStream,
-    Core,
-    Effect,
-    Emit,
-    NextEvent,
-    Op,
-    Pause,
-    Renew,
-    Run,
-)
+from anonchat_client import _effects as effects
+from anonchat_client._core import ClientBase
+from anonchat_client._effects import Op, Run
 from anonchat_client._models import Event, Message, Sent, Session, User
-from anonchat_client.sessions import MemoryStore, SessionStore
 
 T = TypeVar("T")
 
@@ -47,7 +35,7 @@ class _Stream:
         self.response, self.events = None, iter(())
 
 
-class Client:
+class Client(ClientBase[httpx.BaseTransport]):
     """A client of one anonchat server, through its gateway.
 
     It keeps the session in ``store`` (in memory unless given one, such as
@@ -57,40 +45,9 @@ class Client:
     for up to ``retry_deadline`` seconds. Errors are :class:`AnonchatError` subclasses.
     Safe to share between threads."""
 
-    def __init__(
-        self,
-        server: str = DEFAULT_SERVER,
-        *,
-        session: Session | None = None,
-        store: SessionStore | None = None,
-        timeout: float = 10.0,
-        stream_timeout: float = 45.0,
-        retry_deadline: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self._core = Core(
-            server=server,
-            store=store if store is not None else MemoryStore(session),
-            timeout=timeout,
-            stream_timeout=stream_timeout,
-            retry_deadline=retry_deadline,
-        )
+    def _connect(self, transport: httpx.BaseTransport | None) -> None:
         self._http = httpx.Client(transport=transport)
         self._renewing = threading.Lock()
-
-    @property
-    def server(self) -> str:
-        """The server's URL."""
-        return str(self._core.server)
-
-    @property
-    def session(self) -> Session | None:
-        """The session, once logged in."""
-        return self._core.session
-
-    def use_session(self, session: Session | None) -> None:
-        """Use ``session`` from now on (one saved elsewhere, say), and store it."""
-        self._core.adopt(session)
 
     def close(self) -> None:
         """Close the connections."""
@@ -99,12 +56,7 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *failure: object) -> None:
         self.close()
 
     def register(self, username: str, password: str) -> User:
@@ -136,24 +88,16 @@ class Client:
         return self._run(self._core.user_by_id(user_id))
 
     def send(
-        self,
-        to: int | str,
-        content: str,
-        *,
-        deadline: float | None = None,
-        idempotency_key: str | None = None,
+        self, to: int | str, content: str, *, deadline: float | None = None, key: str | None = None
     ) -> Sent:
         """Send ``content`` to a user (an id, or a name), retrying with the same
         ``Idempotency-Key`` for up to ``deadline`` seconds: stored once however often it
-        is sent. The message is queued when this returns."""
-        return self._run(self._core.send(to, content, deadline=deadline, key=idempotency_key))
+        is sent. The message is queued when this returns. ``key`` is the
+        Idempotency-Key (a new one if ``None``): give the same one to repeat a send."""
+        return self._run(self._core.send(to, content, deadline=deadline, key=key))
 
     def messages(
-        self,
-        with_user: int | str | None = None,
-        *,
-        after: int | None = None,
-        page_size: int = 100,
+        self, with_user: int | str | None = None, *, after: int | None = None, page_size: int = 100
     ) -> Iterator[Message]:
         """The caller's messages (with one user, if given), oldest first, after the
         cursor ``after``, page after page."""
@@ -183,7 +127,7 @@ class Client:
         stream = _Stream()
         try:
             while run.effect is not None:
-                if isinstance(run.effect, Emit):
+                if isinstance(run.effect, effects.Emit):
                     item = run.effect.item
                     yield item
                     run.resume()
@@ -193,25 +137,25 @@ class Client:
             stream.close()
             run.close()
 
-    def _perform(self, effect: Effect, stream: _Stream) -> tuple[object, Exception | None]:
+    def _perform(self, effect: effects.Effect, stream: _Stream) -> tuple[object, Exception | None]:
         result: object = None
         try:
-            if isinstance(effect, Call):
+            if isinstance(effect, effects.Call):
                 result = self._send(effect, stream)
-            elif isinstance(effect, Pause):
+            elif isinstance(effect, effects.Pause):
                 time.sleep(effect.seconds)
-            elif isinstance(effect, Renew):
+            elif isinstance(effect, effects.Renew):
                 with self._renewing:
                     self._run(self._core.renew(effect.stale))
-            elif isinstance(effect, NextEvent):
+            elif isinstance(effect, effects.NextEvent):
                 result = next(stream.events, None)
-            elif isinstance(effect, CloseStream):
+            elif isinstance(effect, effects.CloseStream):
                 stream.close()
         except Exception as exc:
             return None, exc
         return result, None
 
-    def _send(self, call: Call, stream: _Stream) -> httpx.Response:
+    def _send(self, call: effects.Call, stream: _Stream) -> httpx.Response:
         response = self._http.send(call.request, stream=call.stream)
         if not call.stream:
             return response

@@ -15,14 +15,15 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
 from httpx_sse import ServerSentEvent
 
+from anonchat_client._effects import Call, CloseStream, Emit, NextEvent, Op, Pause, Renew
 from anonchat_client._errors import (
     AnonchatError,
     FieldError,
@@ -35,9 +36,10 @@ from anonchat_client._errors import (
     error_class,
 )
 from anonchat_client._models import Event, Message, Sent, Session, User, parse_event
-from anonchat_client.sessions import SessionStore
+from anonchat_client.sessions import MemoryStore, SessionStore
 
 T = TypeVar("T")
+TransportT = TypeVar("TransportT")
 
 __version__ = "0.1.0"
 DEFAULT_SERVER = "http://localhost:8000"
@@ -46,78 +48,6 @@ DEFAULT_SERVER = "http://localhost:8000"
 RENEW_MARGIN_SECONDS = 30.0
 # The server's code for a session that is over (refresh token spent, expired or ended).
 SESSION_ENDED = "session_ended"
-
-
-@dataclass(frozen=True)
-class Call:
-    """Send ``request``; the answer is read whole, unless ``stream`` (then only its
-    head, and the events are read with :class:`NextEvent`)."""
-
-    request: httpx.Request
-    stream: bool = False
-
-
-@dataclass(frozen=True)
-class Pause:
-    """Wait ``seconds``."""
-
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Renew:
-    """Refresh the session ``stale`` (run :meth:`Core.renew` with the client's lock held,
-    so that one refresh at a time spends the refresh token)."""
-
-    stale: Session
-
-
-@dataclass(frozen=True)
-class NextEvent:
-    """The next event of the open stream; ``None`` where the stream ended."""
-
-
-@dataclass(frozen=True)
-class CloseStream:
-    """Close the open stream."""
-
-
-@dataclass(frozen=True)
-class Emit:
-    """Hand ``item`` to the caller of an iterator."""
-
-    item: Any
-
-
-Effect = Call | Pause | Renew | NextEvent | CloseStream | Emit
-Op = Generator[Effect, Any, T]
-
-
-class Run:
-    """Steps an operation: ``effect`` is what it waits on, ``None`` once it returned
-    ``value``."""
-
-    def __init__(self, op: Op[Any]) -> None:
-        self._op = op
-        self.effect: Effect | None = None
-        self.value: Any = None
-        self._step(lambda: next(op))
-
-    def resume(self, result: object = None, error: BaseException | None = None) -> None:
-        """Give the operation what came of its effect (or throw in how it failed)."""
-        if error is not None:
-            self._step(lambda: self._op.throw(error))
-        else:
-            self._step(lambda: self._op.send(result))
-
-    def close(self) -> None:
-        self._op.close()
-
-    def _step(self, step: Callable[[], Effect]) -> None:
-        try:
-            self.effect = step()
-        except StopIteration as stop:
-            self.effect, self.value = None, stop.value
 
 
 class Retry(enum.Enum):
@@ -418,25 +348,19 @@ class Core:
 
     # The API.
 
+    def _credentials(
+        self, path: str, username: str, password: str, retry: Retry
+    ) -> Op[httpx.Response]:
+        body = {"username": username, "password": password}
+        return (yield from self.call("POST", path, auth=False, retry=retry, body=body))
+
     def register(self, username: str, password: str) -> Op[User]:
-        response = yield from self.call(
-            "POST",
-            "register",
-            auth=False,
-            retry=Retry.UNSENT,
-            body={"username": username, "password": password},
-        )
+        response = yield from self._credentials("register", username, password, Retry.UNSENT)
         return User.parse(response.json())
 
     def login(self, username: str, password: str) -> Op[Session]:
         started = time.time()
-        response = yield from self.call(
-            "POST",
-            "login",
-            auth=False,
-            retry=Retry.SAFE,
-            body={"username": username, "password": password},
-        )
+        response = yield from self._credentials("login", username, password, Retry.SAFE)
         session = Session.parse(response.json(), now=started, username=username)
         self.adopt(session)
         return session
@@ -569,3 +493,59 @@ class Core:
                 # The access token ran out: refresh it and go on at once.
                 renewed = True
                 yield Renew(session)
+
+
+class Options(TypedDict, total=False):
+    """What both clients are made with, beside the server's URL and the transport.
+
+    ``session``: a session to start with (kept in memory); ``store``: where to keep the
+    session instead (say :class:`~anonchat_client.sessions.CredentialsFile`);
+    ``timeout``: seconds to connect and to wait for an answer (10); ``stream_timeout``:
+    seconds of silence after which the event stream is deemed dead and resumed (45: the
+    server sends a keep-alive every 15); ``retry_deadline``: seconds within which a
+    call is retried (30; a send takes ``deadline=`` of its own)."""
+
+    session: Session | None
+    store: SessionStore | None
+    timeout: float
+    stream_timeout: float
+    retry_deadline: float
+
+
+class ClientBase(Generic[TransportT]):
+    """What both clients are: a :class:`Core`, the properties over it, and the
+    connections and the lock of their kind of I/O (``_connect``)."""
+
+    def __init__(
+        self,
+        server: str = DEFAULT_SERVER,
+        *,
+        transport: TransportT | None = None,
+        **options: Unpack[Options],
+    ) -> None:
+        store = options.get("store")
+        self._core = Core(
+            server=server,
+            store=store if store is not None else MemoryStore(options.get("session")),
+            timeout=options.get("timeout", 10.0),
+            stream_timeout=options.get("stream_timeout", 45.0),
+            retry_deadline=options.get("retry_deadline", 30.0),
+        )
+        self._connect(transport)
+
+    def _connect(self, transport: TransportT | None) -> None:
+        raise NotImplementedError
+
+    @property
+    def server(self) -> str:
+        """The server's URL."""
+        return str(self._core.server)
+
+    @property
+    def session(self) -> Session | None:
+        """The session, once logged in."""
+        return self._core.session
+
+    def use_session(self, session: Session | None) -> None:
+        """Use ``session`` from now on (one saved elsewhere, say), and store it."""
+        self._core.adopt(session)
