@@ -210,6 +210,23 @@ def logout(app: App) -> None:
     app.out.done("logged out")
 
 
+@command(cli, "password")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the old password, then the new one, from standard input (a line each).",
+)
+def password(app: App, password_stdin: bool) -> None:
+    """Change your password (the old one is asked first); your other sessions end."""
+    if password_stdin:
+        old, new = (_password(from_stdin=True, confirm=False) for _ in range(2))
+    else:
+        old = click.prompt("Current password", hide_input=True)
+        new = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    app.client.change_password(old, new)
+    app.out.done("password changed; your other sessions have ended")
+
+
 @command(cli, "users")
 def users(app: App) -> None:
     """Everyone registered: id and name."""
