@@ -2,6 +2,7 @@
 session refused by every gateway replica within a second."""
 
 import time
+from typing import Any
 
 import httpx
 
@@ -10,13 +11,14 @@ from tests.events import parse
 from tests.harness.stack import RunningStack, gateways
 
 
-def login(gateway: httpx.Client, name: str, password: str = PASSWORD) -> dict:
+def login(gateway: httpx.Client, name: str, password: str = PASSWORD) -> dict[str, Any]:
     answer = gateway.post("/login", json={"username": name, "password": password})
     assert answer.status_code == 200, answer.text
-    return answer.json()
+    tokens: dict[str, Any] = answer.json()
+    return tokens
 
 
-def bearer(tokens: dict) -> dict[str, str]:
+def bearer(tokens: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 

@@ -10,9 +10,9 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
-    Index,
     LargeBinary,
     String,
+    Text,
     Uuid,
     func,
 )
@@ -26,19 +26,29 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
-    """A registered user: a name and a password hash, nothing that identifies a person."""
+    """A registered user: a name and a password hash, nothing that identifies a person.
+
+    ``canonical`` is the name as compared ("Alice" and "alice" are one name), ``skeleton``
+    what it looks like (user_service/names.py); names that look alike are refused when
+    registered, but names from before that rule may share one."""
 
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     username: Mapped[str] = mapped_column(String(32))
+    canonical: Mapped[str] = mapped_column(Text, unique=True)
+    skeleton: Mapped[str] = mapped_column(Text, index=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    __table_args__ = (
-        # "Alice" and "alice" are one name.
-        Index("uq_users_username_lower", func.lower(username), unique=True),
-    )
+
+class ReservedName(Base):
+    """The look of an erased account's name, which nobody may register until ``until``."""
+
+    __tablename__ = "reserved_names"
+
+    skeleton: Mapped[str] = mapped_column(Text, primary_key=True)
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Session(Base):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.errors import Conflict, FieldError, InvalidInput, Unauthorized
 from common.schemas import Credentials, PasswordChange
-from user_service.models import User
+from user_service import names
+from user_service.models import ReservedName, User
 from user_service.security import Hasher
 
 WRONG_CREDENTIALS = "wrong username or password"
@@ -18,29 +20,49 @@ WRONG_PASSWORD = "wrong password"
 async def register_user(
     *, session: AsyncSession, hasher: Hasher, data: Credentials, password_min_length: int
 ) -> User:
-    """Create a user; a name taken in any letter case is a conflict."""
+    """Create a user. A name taken (in any letter case), one that looks like a taken
+    name, or one an erased account held lately is a conflict."""
+    name = names.check(data.username)
     password = _long_enough(data.password.get_secret_value(), "password", password_min_length)
     password_hash = await hasher.hash(password)
-    statement = (
-        insert(User)
-        .values(username=data.username, password_hash=password_hash)
-        .on_conflict_do_nothing(index_elements=[func.lower(User.username)])
-        .returning(User)
+    # Registrations of look-alike names take turns, so that two cannot both pass.
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(name.skeleton))))
+    taken = (
+        (
+            await session.execute(
+                select(User.canonical).where(
+                    (User.canonical == name.canonical) | (User.skeleton == name.skeleton)
+                )
+            )
+        )
+        .scalars()
+        .all()
     )
-    user = (await session.execute(statement)).scalar_one_or_none()
-    if user is None:
+    if name.canonical in taken:
         raise Conflict(f"the username {data.username!r} is taken")
+    if taken:
+        raise Conflict(f"the username {data.username!r} looks too much like a name already taken")
+    reserved = await session.get(ReservedName, name.skeleton)
+    if reserved is not None and reserved.until > datetime.now(UTC):
+        raise Conflict(
+            f"the username {data.username!r} belonged to an account erased lately; "
+            f"it can be registered again from {reserved.until:%Y-%m-%d}"
+        )
+    user = User(
+        username=name.shown,
+        canonical=name.canonical,
+        skeleton=name.skeleton,
+        password_hash=password_hash,
+    )
+    session.add(user)
+    await session.flush()
     return user
 
 
 async def authenticate(*, session: AsyncSession, hasher: Hasher, data: Credentials) -> User:
     """The user these credentials belong to; the same error whatever is wrong with them."""
     password = data.password.get_secret_value()
-    user = (
-        await session.execute(
-            select(User).where(func.lower(User.username) == data.username.lower())
-        )
-    ).scalar_one_or_none()
+    user = await by_name(session=session, username=data.username)
     if user is None:
         # Spend the time a real check takes, so that timing does not tell names apart.
         await hasher.verify(password, hasher.nobody)
@@ -51,6 +73,17 @@ async def authenticate(*, session: AsyncSession, hasher: Hasher, data: Credentia
     if new_hash is not None:
         await session.execute(update(User).where(User.id == user.id).values(password_hash=new_hash))
     return user
+
+
+async def by_name(*, session: AsyncSession, username: str) -> User | None:
+    """The user with this name, compared as names are (any letter case)."""
+    compared = names.canonical(username)
+    if compared is None:
+        return None
+    found: User | None = (
+        await session.execute(select(User).where(User.canonical == compared))
+    ).scalar_one_or_none()
+    return found
 
 
 async def list_users(*, session: AsyncSession, after_id: int, limit: int) -> list[User]:

@@ -57,3 +57,12 @@ async def get_user(
     if user is None:
         raise NotFound("no such user")
     return UserRead(id=user.id, username=user.username)
+
+
+@router.get("/users/by-name/{username}", response_model=UserRead, responses=error_responses(404))
+async def get_user_by_name(username: str, session: TransactionDep) -> UserRead:
+    """One user by name, compared as names are (any letter case)."""
+    user = await service.by_name(session=session, username=username)
+    if user is None:
+        raise NotFound("no such user")
+    return UserRead(id=user.id, username=user.username)

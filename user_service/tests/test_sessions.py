@@ -2,6 +2,7 @@
 a password change ending the other sessions, every end announced in Redis."""
 
 import uuid
+from typing import Any
 
 import pytest
 import redis
@@ -14,7 +15,7 @@ from tests.harness.settings import JWT_SECRET
 PASSWORD = "correct horse battery"
 
 
-async def new_session(client, name: str | None = None) -> tuple[int, dict]:
+async def new_session(client, name: str | None = None) -> tuple[int, dict[str, Any]]:
     name = name or unique_name()
     registered = await client.post("/users", json={"username": name, "password": PASSWORD})
     login = await client.post("/login", json={"username": name, "password": PASSWORD})
@@ -22,7 +23,7 @@ async def new_session(client, name: str | None = None) -> tuple[int, dict]:
     return registered.json()["id"], login.json()
 
 
-def as_session(tokens: dict) -> dict[str, str]:
+def as_session(tokens: dict[str, Any]) -> dict[str, str]:
     claims = verify_token(secret=JWT_SECRET, token=tokens["access_token"])
     return {"x-user-id": str(claims.user_id), "x-session-id": str(claims.session_id)}
 
@@ -31,7 +32,7 @@ def as_session(tokens: dict) -> dict[str, str]:
 def announced(unit_redis_url):
     connection = redis.Redis.from_url(unit_redis_url)
 
-    def ended(tokens: dict) -> bool:
+    def ended(tokens: dict[str, Any]) -> bool:
         session = verify_token(secret=JWT_SECRET, token=tokens["access_token"]).session_id
         return connection.zscore(ENDED_KEY, str(session)) is not None
 
