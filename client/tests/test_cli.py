@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -218,6 +219,18 @@ def test_chat_between_two_terminals(person):
     assert at_alice.leave() == 0
     assert at_bob.leave() == 0
     assert at_alice.errors == at_bob.errors == []
+
+
+def test_names_in_any_script_and_any_letter_case(person):
+    alice = person().register()
+    gleb = person()
+    gleb.name = f"Глеб_{uuid.uuid4().int % 10**9}"
+    gleb.register()
+    alice.ok("send", gleb.name.upper(), "Привет, Глеб!")
+    line = gleb.ok("inbox", "--with", alice.name).splitlines()[-1]
+    assert line.endswith(f"{alice.name}: Привет, Глеб!")
+    assert f"sent to {alice.name}" in gleb.ok("send", alice.name.upper(), "И тебе 🙂")
+    assert f"{gleb.name}: И тебе 🙂" in alice.ok("inbox", "--with", gleb.name.lower())
 
 
 def test_inbox_follows_new_messages(person):

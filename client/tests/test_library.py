@@ -179,7 +179,7 @@ async def test_logout_forgets_the_session(logged_in):
 
 async def test_user_by_name_and_by_id(logged_in, account, server):
     requires(server, "/users/by-name/{username}")
-    requires(server, "/users/{user_id}")
+    requires(server, "/users/{id}")
     either, _ = await logged_in()
     bob = account()
     assert await either.run("user", bob.name.upper()) == bob.user
