@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from anonchat_client import (
+    AnonchatError,
     Client,
     CredentialsFile,
     MessageEvent,
@@ -352,3 +353,11 @@ def test_two_processes_never_spend_one_refresh_token_twice(tmp_path):
         assert first.session.access_token == "a2"
         assert second.session == first.session
     assert server.paths() == ["/token/refresh", "/get_users", "/get_users"]
+
+
+async def test_an_answer_that_is_not_the_apis_is_an_error_not_a_crash(scripted):
+    either, _ = scripted(lambda request: httpx.Response(200, text="<html>a portal</html>"))
+    with pytest.raises(AnonchatError) as error:
+        await either.run("login", "alice", "correct horse")
+    assert error.value.code == "unexpected_answer"
+    assert "a portal" in error.value.detail

@@ -35,7 +35,15 @@ from anonchat_client._errors import (
     Unavailable,
     error_class,
 )
-from anonchat_client._models import Event, Message, Sent, Session, User, parse_event
+from anonchat_client._models import (
+    Event,
+    Message,
+    OtherEvent,
+    Sent,
+    Session,
+    User,
+    parse_event,
+)
 from anonchat_client.sessions import MemoryStore, SessionStore
 
 T = TypeVar("T")
@@ -149,6 +157,20 @@ def error_from(response: httpx.Response) -> AnonchatError:
     )
 
 
+def read(response: httpx.Response, parse: Callable[..., T], **context: Any) -> T:
+    """``parse`` of a successful answer's JSON; an :class:`AnonchatError` where the answer
+    is not what the API says (a proxy's page, another server)."""
+    try:
+        return parse(response.json(), **context)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnonchatError(
+            f"unexpected answer to {response.request.method} {response.request.url.path}: "
+            f"{response.text.strip()[:100]!r}",
+            code="unexpected_answer",
+            status=response.status_code,
+        ) from exc
+
+
 def unreachable(exc: httpx.TransportError, server: httpx.URL) -> ServerUnreachable:
     """The exception for a request that got no answer."""
     reason = str(exc) or type(exc).__name__
@@ -198,7 +220,10 @@ class _Resume:
             if self.last is not None and cursor <= self.last:
                 return None
             self.last = cursor
-        return parse_event(sse.event, cursor, json.loads(sse.data))
+        try:
+            return parse_event(sse.event, cursor, json.loads(sse.data))
+        except (ValueError, KeyError, TypeError):
+            return OtherEvent(cursor, sse.event, sse.data)
 
 
 class Core:
@@ -266,7 +291,8 @@ class Core:
     ) -> Op[httpx.Response]:
         """The successful answer to a request, retried as ``retry`` allows within
         ``deadline`` seconds, with a session refreshed once on a refused token."""
-        attempts = Attempts(retry, time.monotonic() + (deadline or self.retry_deadline))
+        within = self.retry_deadline if deadline is None else deadline
+        attempts = Attempts(retry, time.monotonic() + within)
         renewed = False
         while True:
             session = (yield from self.fresh_session()) if auth else None
@@ -341,7 +367,7 @@ class Core:
                 self.store.save(None)
                 self.session = None
                 raise _expired(exc) from None
-            fresh = Session.parse(response.json(), now=started, username=stale.username)
+            fresh = read(response, Session.parse, now=started, username=stale.username)
             fresh = replace(fresh, user_id=stale.user_id)
             self.store.save(fresh)
             self.session = fresh
@@ -356,12 +382,12 @@ class Core:
 
     def register(self, username: str, password: str) -> Op[User]:
         response = yield from self._credentials("register", username, password, Retry.UNSENT)
-        return User.parse(response.json())
+        return read(response, User.parse)
 
     def login(self, username: str, password: str) -> Op[Session]:
         started = time.time()
         response = yield from self._credentials("login", username, password, Retry.SAFE)
-        session = Session.parse(response.json(), now=started, username=username)
+        session = read(response, Session.parse, now=started, username=username)
         self.adopt(session)
         return session
 
@@ -391,8 +417,8 @@ class Core:
         query: dict[str, str] | None = params
         while url is not None:
             response = yield from self.call("GET", url, retry=Retry.SAFE, params=query)
-            for item in response.json():
-                yield Emit(parse(item))
+            for item in read(response, lambda page: [parse(each) for each in page]):
+                yield Emit(item)
             url, query = response.links.get("next", {}).get("url"), None
 
     def users(self, page_size: int) -> Op[None]:
@@ -401,11 +427,11 @@ class Core:
     def user(self, username: str) -> Op[User]:
         path = f"users/by-name/{quote(username, safe='')}"
         response = yield from self.call("GET", path, retry=Retry.SAFE)
-        return User.parse(response.json())
+        return read(response, User.parse)
 
     def user_by_id(self, user_id: int) -> Op[User]:
         response = yield from self.call("GET", f"users/{int(user_id)}", retry=Retry.SAFE)
-        return User.parse(response.json())
+        return read(response, User.parse)
 
     def user_id(self, user: int | str) -> Op[int]:
         """The id of a user given by id or by name."""
@@ -430,7 +456,7 @@ class Core:
             headers={"Idempotency-Key": key or uuid.uuid4().hex},
         )
         replayed = response.headers.get("idempotency-replayed", "").lower() == "true"
-        return Sent.parse(response.json(), replayed=replayed)
+        return read(response, Sent.parse, replayed=replayed)
 
     def messages(self, with_user: int | str | None, after: int | None, page_size: int) -> Op[None]:
         params = {"limit": str(page_size)}
@@ -442,7 +468,7 @@ class Core:
 
     def message(self, message_id: int) -> Op[Message]:
         response = yield from self.call("GET", f"messages/{int(message_id)}", retry=Retry.SAFE)
-        return Message.parse(response.json())
+        return read(response, Message.parse)
 
     def events(self, cursor: int | None) -> Op[None]:
         """Emit the events of the stream after ``cursor``, for ever: reconnecting after
