@@ -27,7 +27,8 @@ except ImportError:  # pragma: no cover (not POSIX: one process at a time)
 
 
 class SessionStore(Protocol):
-    """Keeps one session. ``lock`` is held while the client refreshes it."""
+    """Keeps one session. ``lock`` is held while the client refreshes it. Its methods
+    are plain calls, in ``AsyncClient`` too: they should be quick (a small file)."""
 
     def load(self) -> Session | None: ...
 
