@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from common.app import build_app
 from common.users import KnownUsers
+from gateway import web
 from gateway.config import Settings, get_settings
 from gateway.deps import Services, services
 from gateway.middleware import EdgeMiddleware
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "message_service": _message_service,
             "redis": _redis,
         },
-        routers=[users.router, messages.router, events.router],
+        routers=[users.router, messages.router, events.router, web.router()],
         internal=False,
     )
     if settings.cors_origins:
