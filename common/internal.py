@@ -17,6 +17,8 @@ from common.errors import Unauthorized, send_error
 
 INTERNAL_TOKEN_HEADER = "x-internal-token"
 USER_ID_HEADER = "x-user-id"
+# The session of the caller's access token, for what ends sessions (logout, password).
+SESSION_ID_HEADER = "x-session-id"
 REQUEST_ID_HEADER = "x-request-id"
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")

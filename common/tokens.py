@@ -16,8 +16,11 @@ class InvalidToken(Exception):
     """The token is malformed, tampered with, signed with another key or expired."""
 
 
-def issue_token(*, secret: str, user_id: int, ttl_seconds: int) -> str:
-    """A signed token naming ``user_id``, valid for ``ttl_seconds``."""
+def issue_token(
+    *, secret: str, user_id: int, ttl_seconds: int, session_id: str | None = None
+) -> str:
+    """A signed token naming ``user_id`` (and the session it belongs to), valid for
+    ``ttl_seconds``."""
     now = int(time.time())
     claims = {
         "sub": str(user_id),
@@ -26,14 +29,18 @@ def issue_token(*, secret: str, user_id: int, ttl_seconds: int) -> str:
         "exp": now + ttl_seconds,
         "jti": uuid.uuid4().hex,
     }
+    if session_id is not None:
+        claims["sid"] = session_id
     return jwt.encode(claims, secret, algorithm=ALGORITHMS[0])
 
 
 class Claims(NamedTuple):
-    """What a valid token says: whose it is, and until when (epoch seconds)."""
+    """What a valid token says: whose it is, until when (epoch seconds), and of which
+    session (tokens from before sessions name none)."""
 
     user_id: int
     expires: float
+    session_id: str | None = None
 
 
 def verify_token(*, secret: str, token: str) -> Claims:
@@ -51,4 +58,7 @@ def verify_token(*, secret: str, token: str) -> Claims:
     subject = claims["sub"]
     if not isinstance(subject, str) or not subject.isdigit():
         raise InvalidToken("token subject is not a user id")
-    return Claims(int(subject), float(claims["exp"]))
+    session = claims.get("sid")
+    if session is not None and not isinstance(session, str):
+        raise InvalidToken("token session is not an id")
+    return Claims(int(subject), float(claims["exp"]), session)

@@ -17,7 +17,8 @@ from gateway.config import Settings, get_settings
 from gateway.deps import Services, services
 from gateway.middleware import EdgeMiddleware
 from gateway.ratelimit import RateLimiter
-from gateway.routes import events, messages, users
+from gateway.routes import auth, events, messages, users
+from gateway.sessions import EndedSessions
 from gateway.streams import Streams
 from gateway.tokens import VerifiedTokens
 from gateway.upstream import Upstreams
@@ -55,10 +56,19 @@ async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         internal_token=settings.internal_token.get_secret_value(),
         connect_timeout=settings.upstream_connect_timeout,
     )
+    # A subscription waits on its connection: no read timeout on this one.
+    listening = Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+    ended = EndedSessions(
+        listening,
+        keep_seconds=settings.ended_sessions_keep_seconds,
+        poll_seconds=settings.ended_sessions_poll_seconds,
+        on_end=streams.end_session,
+    )
     app.state.services = Services(
         settings=settings,
         upstreams=upstreams,
         streams=streams,
+        ended=ended,
         redis=redis,
         limiter=RateLimiter(redis),
         tokens=VerifiedTokens(
@@ -72,12 +82,15 @@ async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
             ttl=settings.known_users_ttl_seconds,
         ),
     )
+    await ended.start()
     try:
         yield
     finally:
+        await ended.stop()
         await upstreams.close()
         await streams.close()
         await redis.aclose()
+        await listening.aclose()
 
 
 async def _user_service(request: Request) -> bool:
@@ -106,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "message_service": _message_service,
             "redis": _redis,
         },
-        routers=[users.router, messages.router, events.router, web.router()],
+        routers=[auth.router, users.router, messages.router, events.router, web.router()],
         internal=False,
     )
     if settings.cors_origins:

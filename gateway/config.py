@@ -29,8 +29,14 @@ class Settings(TokenSettings):
     login_rate_per_username: RateSetting = Rate(limit=10, period=300)
     login_rate_per_address: RateSetting = Rate(limit=60, period=60)
     register_rate_per_address: RateSetting = Rate(limit=150, period=60)
+    refresh_rate_per_address: RateSetting = Rate(limit=120, period=60)
     # A token's user is checked against user_service once per this many seconds.
     known_users_ttl_seconds: float = Field(60, ge=0)
+    # Ended sessions: kept for as long as their access tokens may live (user_service's
+    # USER_SERVICE_ACCESS_TOKEN_TTL_SECONDS, plus a margin), and the set re-read this often
+    # beside the announcements (which are at most once).
+    ended_sessions_keep_seconds: float = Field(960, gt=0)
+    ended_sessions_poll_seconds: float = Field(0.5, gt=0)
 
 
 @lru_cache

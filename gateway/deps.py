@@ -15,6 +15,7 @@ from common.tokens import Claims, InvalidToken
 from common.users import KnownUsers
 from gateway.config import Settings
 from gateway.ratelimit import RateLimiter
+from gateway.sessions import EndedSessions
 from gateway.streams import Streams
 from gateway.tokens import VerifiedTokens
 from gateway.upstream import Upstreams
@@ -30,6 +31,7 @@ class Services:
     settings: Settings
     upstreams: Upstreams
     streams: Streams
+    ended: EndedSessions
     redis: Redis
     limiter: RateLimiter
     tokens: VerifiedTokens
@@ -57,6 +59,8 @@ async def _authenticate(
         claims = gateway.tokens.verify(credentials.credentials)
     except InvalidToken as exc:
         raise Unauthorized("invalid or expired token", headers=_CHALLENGE) from exc
+    if claims.session_id is not None and claims.session_id in gateway.ended:
+        raise Unauthorized("the session has ended: log in again", headers=_CHALLENGE)
     if not await gateway.users.exists(claims.user_id):
         raise Unauthorized("invalid or expired token", headers=_CHALLENGE)
     return claims

@@ -1,11 +1,12 @@
 """Forwarding event streams: each client stream is one request to message_service,
-passed on as it comes (never buffered), on connections of its own so that streams never
-take the pooled connections ordinary requests use."""
+passed on event by event as it comes (never buffered), on connections of its own so
+that streams never take the pooled connections ordinary requests use. A stream whose
+session ends is cut at an event boundary and told to reauthenticate."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 import aiohttp
 from fastapi import Response
@@ -13,10 +14,21 @@ from starlette.responses import StreamingResponse
 
 from common.errors import ServiceUnavailable, UpstreamTimeout
 from common.internal import INTERNAL_TOKEN_HEADER, REQUEST_ID_HEADER, USER_ID_HEADER, request_id
+from common.sse import STREAM_HEADERS, reauthenticate
 
-STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 # An upstream stream that sends nothing, not even a keep-alive, for this long is dead.
 SILENT_UPSTREAM_SECONDS = 60.0
+_REFUSAL_HEADERS = ("content-type", "retry-after")
+SESSION_ENDED = "the session has ended: log in again"
+
+
+@dataclass(eq=False)
+class _Open:
+    """One forwarded stream."""
+
+    upstream: aiohttp.ClientResponse
+    session_id: str | None
+    ended: bool = False
 
 
 class Streams:
@@ -34,12 +46,25 @@ class Streams:
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
         )
+        self._by_session: dict[str, set[_Open]] = {}
 
     async def close(self) -> None:
         await self.session.close()
 
+    def end_session(self, session_id: str) -> None:
+        """End the open streams of a session that has ended (they say why)."""
+        for stream in self._by_session.pop(session_id, set()):
+            stream.ended = True
+            stream.upstream.close()
+
     async def open(
-        self, *, user_id: int, until: float, params: Mapping[str, str], last_event_id: str | None
+        self,
+        *,
+        user_id: int,
+        session_id: str | None,
+        until: float,
+        params: Mapping[str, str],
+        last_event_id: str | None,
     ) -> Response:
         """The client's stream; message_service's answer as it is when it refuses one."""
         headers = {
@@ -63,20 +88,31 @@ class Streams:
                 upstream.release()
             passed = {k: v for k, v in upstream.headers.items() if k.lower() in _REFUSAL_HEADERS}
             return Response(content, status_code=upstream.status, headers=passed)
+        stream = _Open(upstream, session_id)
+        if session_id is not None:
+            self._by_session.setdefault(session_id, set()).add(stream)
         return StreamingResponse(
-            _forward(upstream), media_type="text/event-stream", headers=STREAM_HEADERS
+            self._forward(stream), media_type="text/event-stream", headers=STREAM_HEADERS
         )
 
-
-_REFUSAL_HEADERS = ("content-type", "retry-after")
-
-
-async def _forward(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The upstream's bytes as they come; the stream ends where the upstream's does (the
-    client reconnects with its Last-Event-ID)."""
-    try:
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async for chunk in upstream.content.iter_any():
-                yield chunk
-    finally:
-        upstream.close()
+    async def _forward(self, stream: _Open) -> AsyncIterator[bytes]:
+        """The upstream's events as they come; the stream ends where the upstream's does
+        (the client reconnects with its Last-Event-ID)."""
+        try:
+            while True:
+                try:
+                    event = await stream.upstream.content.readuntil(b"\n\n")
+                except (aiohttp.ClientError, TimeoutError):
+                    break
+                if not event.endswith(b"\n\n"):
+                    break
+                yield event
+            if stream.ended:
+                yield reauthenticate(SESSION_ENDED)
+        finally:
+            stream.upstream.close()
+            if stream.session_id is not None:
+                mine = self._by_session.get(stream.session_id, set())
+                mine.discard(stream)
+                if not mine:
+                    self._by_session.pop(stream.session_id, None)

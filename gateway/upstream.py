@@ -14,7 +14,13 @@ import aiohttp
 from fastapi import Request, Response
 
 from common.errors import ServiceUnavailable, UpstreamTimeout
-from common.internal import INTERNAL_TOKEN_HEADER, REQUEST_ID_HEADER, USER_ID_HEADER, request_id
+from common.internal import (
+    INTERNAL_TOKEN_HEADER,
+    REQUEST_ID_HEADER,
+    SESSION_ID_HEADER,
+    USER_ID_HEADER,
+    request_id,
+)
 
 _PASSED_BACK = (
     "content-type",
@@ -57,6 +63,7 @@ class Upstreams:
         path: str,
         *,
         user_id: int | None = None,
+        session_id: str | None = None,
         body: bytes | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
@@ -65,6 +72,8 @@ class Upstreams:
         sent = {INTERNAL_TOKEN_HEADER: self.internal_token, REQUEST_ID_HEADER: request_id.get()}
         if user_id is not None:
             sent[USER_ID_HEADER] = str(user_id)
+        if session_id is not None:
+            sent[SESSION_ID_HEADER] = session_id
         if body is not None:
             sent["content-type"] = "application/json"
         sent.update(headers or {})

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -37,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.errors import TooManyRequests
 from common.schemas import MessageRead
+from common.sse import comment, reauthenticate
 from message_service.persistence.queued import STORED_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -104,16 +104,6 @@ def _told(row: Row[Any]) -> Told:
         body = row.data
         audience = (row.sender_id,)
     return Told(row.seq, audience, f"id: {row.seq}\nevent: {row.kind}\ndata: {body}\n\n".encode())
-
-
-def comment(text: str) -> bytes:
-    """An SSE comment: ignored by clients, it keeps proxies from closing the stream."""
-    return f": {text}\n\n".encode()
-
-
-def reauthenticate(detail: str) -> bytes:
-    """The last event of a stream whose access is over."""
-    return f"event: reauthenticate\ndata: {json.dumps({'detail': detail})}\n\n".encode()
 
 
 @dataclass(eq=False)

@@ -96,7 +96,11 @@ def stack_processes(config: StackConfig) -> list[Process]:
             "user_service",
             "user_service.app",
             config.user_service_port,
-            {**shared, "USER_SERVICE_DATABASE_URL": config.users_database_url},
+            {
+                **shared,
+                "USER_SERVICE_DATABASE_URL": config.users_database_url,
+                "USER_SERVICE_REDIS_URL": config.redis_url,
+            },
         ),
         uvicorn(
             "message_service",

@@ -7,13 +7,15 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI, Request
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from common.app import build_app
 from common.db import database_ready
 from user_service.config import Settings, get_settings
-from user_service.routes import users
+from user_service.routes import auth, users
 from user_service.security import Hasher, password_context
+from user_service.sessions import Sessions
 from user_service.state import UserService, current
 
 # Connections to Postgres per replica; a request holds one for its transaction.
@@ -26,15 +28,18 @@ async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     engine = create_async_engine(
         settings.database_url, pool_size=DATABASE_POOL_SIZE, pool_pre_ping=True
     )
+    redis = Redis.from_url(settings.redis_url)
     app.state.service = UserService(
         settings=settings,
         engine=engine,
-        sessions=async_sessionmaker(engine, expire_on_commit=False),
+        transactions=async_sessionmaker(engine, expire_on_commit=False),
         hasher=Hasher(password_context(settings), concurrency=settings.hash_concurrency),
+        sessions=Sessions(settings=settings, redis=redis),
     )
     try:
         yield
     finally:
+        await redis.aclose()
         await engine.dispose()
 
 
@@ -50,5 +55,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         lifespan=partial(lifespan, settings=settings),
         checks={"database": _database},
-        routers=[users.router],
+        routers=[users.router, auth.router],
     )

@@ -17,7 +17,11 @@ class Settings(TokenSettings):
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/anonchat_users"
     password_min_length: int = Field(8, ge=1, le=128)
-    token_ttl_seconds: int = Field(3600, ge=60)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # A session's access tokens are short-lived; its refresh token renews them (and itself)
+    # for this long after its last use.
+    access_token_ttl_seconds: int = Field(900, ge=2)
+    refresh_token_ttl_seconds: int = Field(30 * 86400, ge=60)
     # argon2id cost; the defaults are argon2-cffi's RFC 9106 "low memory" profile.
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_cost_kib: int = Field(65536, ge=8)

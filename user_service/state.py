@@ -5,20 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Request
-from passlib.context import CryptContext
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from user_service.config import Settings
+from user_service.security import Hasher
+from user_service.sessions import Sessions
 
 
 @dataclass(frozen=True)
 class UserService:
-    """What the routes use: the settings, the database and the password hasher."""
+    """What the routes use: the settings, the database, the password hasher, and what
+    sessions need (Redis, to announce the ended ones)."""
 
     settings: Settings
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    hasher: CryptContext
+    transactions: async_sessionmaker[AsyncSession]
+    hasher: Hasher
+    sessions: Sessions
 
 
 def current(request: Request) -> UserService:

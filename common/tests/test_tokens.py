@@ -13,7 +13,8 @@ SECRET = "a-test-secret-of-at-least-thirty-two-characters"
 def test_a_token_names_its_user_until_it_expires() -> None:
     before = time.time()
     token = issue_token(secret=SECRET, user_id=42, ttl_seconds=60)
-    user_id, expires = verify_token(secret=SECRET, token=token)  # a Claims
+    user_id, expires, session = verify_token(secret=SECRET, token=token)
+    assert session is None
     assert user_id == 42
     assert before + 59 <= expires <= time.time() + 60
 

@@ -52,5 +52,9 @@ async def events(
     after a cursor (everything since it first, then live)."""
     params = {"cursor": str(cursor)} if cursor is not None else {}
     return await services(request).streams.open(
-        user_id=caller.user_id, until=caller.expires, params=params, last_event_id=last_event_id
+        user_id=caller.user_id,
+        session_id=caller.session_id,
+        until=caller.expires,
+        params=params,
+        last_event_id=last_event_id,
     )

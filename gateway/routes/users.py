@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from common.errors import error_responses
-from common.schemas import MAX_BIGINT, AccessToken, Credentials, PageLimit, UserRead, UserRegistered
+from common.schemas import (
+    MAX_BIGINT,
+    USERNAME_MAX,
+    Credentials,
+    PageLimit,
+    UserRead,
+    UserRegistered,
+)
 from gateway.deps import CurrentUser, services
 from gateway.ratelimit import client_address
 
@@ -31,22 +39,6 @@ async def register(data: Credentials, request: Request) -> Response:
     return await gateway.upstreams.forward(request, "users", "/users", body=await request.body())
 
 
-@router.post(
-    "/login",
-    response_model=AccessToken,
-    responses=error_responses(401, 413, 422, 429, *UNAVAILABLE),
-)
-async def login(data: Credentials, request: Request) -> Response:
-    """Exchange a username and a password for a bearer token."""
-    gateway = services(request)
-    limiter, settings = gateway.limiter, gateway.settings
-    address = client_address(request)
-    await limiter.hit(settings.login_rate_per_address, f"login:addr:{address}", "login attempts")
-    name = data.username.lower()
-    await limiter.hit(settings.login_rate_per_username, f"login:user:{name}", "login attempts")
-    return await gateway.upstreams.forward(request, "users", "/login", body=await request.body())
-
-
 @router.get(
     "/get_users",
     response_model=list[UserRead],
@@ -65,4 +57,34 @@ async def get_users(
         "/users",
         user_id=user_id,
         params={"limit": str(limit), "after_id": str(after_id)},
+    )
+
+
+@router.get(
+    "/users/by-name/{username}",
+    response_model=UserRead,
+    responses=error_responses(401, 404, *UNAVAILABLE),
+)
+async def get_user_by_name(
+    request: Request,
+    user_id: CurrentUser,
+    username: Annotated[str, Path(min_length=1, max_length=USERNAME_MAX * 4)],
+) -> Response:
+    """One user by name, in any letter case (`Alice` finds `alice`); 404 if none."""
+    return await services(request).upstreams.forward(
+        request, "users", f"/users/by-name/{quote(username, safe='')}", user_id=user_id
+    )
+
+
+@router.get(
+    "/users/{id}", response_model=UserRead, responses=error_responses(401, 404, 422, *UNAVAILABLE)
+)
+async def get_user(
+    request: Request,
+    user_id: CurrentUser,
+    id: Annotated[int, Path(ge=1, le=MAX_BIGINT)],
+) -> Response:
+    """One user by id; 404 for an id nobody has (or an erased account)."""
+    return await services(request).upstreams.forward(
+        request, "users", f"/users/{id}", user_id=user_id
     )

@@ -10,11 +10,11 @@ from fastapi.responses import StreamingResponse
 
 from common.errors import FieldError, InvalidInput, error_responses
 from common.schemas import MAX_BIGINT
+from common.sse import STREAM_HEADERS
 from message_service.deps import CallerDep, ServiceDep
 from message_service.stream import events
 
 router = APIRouter(tags=["events"])
-STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
 def resume_cursor(last_event_id: str | None, cursor: int | None) -> int:

@@ -22,10 +22,11 @@ from worker.main import build_worker
 
 
 @pytest.fixture(scope="session")
-def user_settings(users_database_url: str) -> UserSettings:
+def user_settings(users_database_url: str, unit_redis_url: str) -> UserSettings:
     """user_service settings pointing at this run's database."""
     return UserSettings(
         database_url=users_database_url,
+        redis_url=unit_redis_url,
         internal_token=INTERNAL_TOKEN,
         jwt_secret=JWT_SECRET,
         argon2_time_cost=FAST_HASHING["argon2_time_cost"],

@@ -1,4 +1,4 @@
-"""Registration, login and the user list (called by the gateway and message_service)."""
+"""Registration and the users (called by the gateway and message_service)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from common.errors import NotFound, error_responses
 from common.paging import next_link
-from common.schemas import MAX_BIGINT, AccessToken, Credentials, PageLimit, UserRead, UserRegistered
-from common.tokens import issue_token
+from common.schemas import MAX_BIGINT, Credentials, PageLimit, UserRead, UserRegistered
 from user_service import service
-from user_service.deps import ServiceDep, SessionDep
+from user_service.deps import ServiceDep, TransactionDep
 
 router = APIRouter(tags=["users"])
 
@@ -22,7 +21,7 @@ router = APIRouter(tags=["users"])
     response_model=UserRegistered,
     responses=error_responses(409, 422),
 )
-async def register(data: Credentials, session: SessionDep, state: ServiceDep) -> UserRegistered:
+async def register(data: Credentials, session: TransactionDep, state: ServiceDep) -> UserRegistered:
     """Register a user with a name and a password."""
     user = await service.register_user(
         session=session,
@@ -33,24 +32,11 @@ async def register(data: Credentials, session: SessionDep, state: ServiceDep) ->
     return UserRegistered(id=user.id, username=user.username)
 
 
-@router.post("/login", response_model=AccessToken, responses=error_responses(401, 422))
-async def login(data: Credentials, session: SessionDep, state: ServiceDep) -> AccessToken:
-    """Exchange a name and a password for an access token."""
-    settings = state.settings
-    user = await service.authenticate(session=session, hasher=state.hasher, data=data)
-    token = issue_token(
-        secret=settings.jwt_secret.get_secret_value(),
-        user_id=user.id,
-        ttl_seconds=settings.token_ttl_seconds,
-    )
-    return AccessToken(access_token=token, expires_in=settings.token_ttl_seconds)
-
-
 @router.get("/users", response_model=list[UserRead], responses=error_responses(422))
 async def list_users(
     request: Request,
     response: Response,
-    session: SessionDep,
+    session: TransactionDep,
     limit: PageLimit = 100,
     after_id: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> list[UserRead]:
@@ -64,10 +50,19 @@ async def list_users(
 
 @router.get("/users/{user_id}", response_model=UserRead, responses=error_responses(404))
 async def get_user(
-    user_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)], session: SessionDep
+    user_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)], session: TransactionDep
 ) -> UserRead:
     """One user by id."""
     user = await service.get_user(session=session, user_id=user_id)
+    if user is None:
+        raise NotFound("no such user")
+    return UserRead(id=user.id, username=user.username)
+
+
+@router.get("/users/by-name/{username}", response_model=UserRead, responses=error_responses(404))
+async def get_user_by_name(username: str, session: TransactionDep) -> UserRead:
+    """One user by name, compared as names are (any letter case)."""
+    user = await service.by_name(session=session, username=username)
     if user is None:
         raise NotFound("no such user")
     return UserRead(id=user.id, username=user.username)

@@ -107,8 +107,12 @@ async def test_login_gives_a_token_naming_the_user(user_service) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "bearer"
-    assert body["expires_in"] == 3600
-    assert verify_token(secret=JWT_SECRET, token=body["access_token"]).user_id == user_id
+    assert body["expires_in"] == 900
+    assert body["refresh_expires_in"] == 30 * 86400
+    claims = verify_token(secret=JWT_SECRET, token=body["access_token"])
+    assert claims.user_id == user_id
+    assert claims.session_id is not None
+    assert body["refresh_token"]
 
 
 async def test_wrong_password_and_unknown_user_look_the_same(user_service) -> None:
