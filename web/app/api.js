@@ -44,7 +44,15 @@ function seconds(response) {
 // What a refused request means to the person who made it.
 function words(action, status, body, retryAfter) {
   if (status === 401 && action === "login") return "Wrong name or password.";
-  if (status === 409 && action === "register") return "That name is taken: pick another.";
+  if (status === 409 && action === "register") {
+    const detail = String(body?.detail ?? "");
+    if (detail.includes("looks too much like")) {
+      return "That name looks too much like one already taken: pick another.";
+    }
+    const free = detail.includes("erased") ? detail.match(/from (\S+)$/)?.[1] : null;
+    if (free) return `That name belonged to an account erased lately: it is free again from ${free}.`;
+    return "That name is taken: pick another.";
+  }
   if (status === 404 && action === "send") return "That person no longer exists.";
   if (status === 429) {
     const wait = retryAfter === null ? "in a moment" : `in ${retryAfter} s`;
@@ -151,8 +159,8 @@ export class Api {
     return this.session;
   }
 
-  // A new access token from the refresh token (sessions that have one), else the end of
-  // the session. Concurrent callers share one renewal.
+  // A new access token (and refresh token: each works once) for this session, else the
+  // end of the session. Concurrent callers share one renewal.
   renew() {
     this.refreshing ??= this.refresh().finally(() => {
       this.refreshing = null;
@@ -173,7 +181,8 @@ export class Api {
         this.save();
         return;
       } catch (error) {
-        if (error.transient) throw error;
+        // Unreachable or busy is not the end of the session: the caller tries again.
+        if (error.transient || error.status === 429) throw error;
       }
     }
     this.endSession();
@@ -184,8 +193,8 @@ export class Api {
     throw new SessionEnded();
   }
 
-  // Ends the session on the server where it can (POST /logout), and forgets it here
-  // whatever the answer.
+  // Ends the session on the server (POST /logout: its tokens are refused everywhere
+  // within a second), and forgets it here whatever the answer.
   async logout() {
     if (!this.session) return;
     const headers = this.authorization();
