@@ -137,10 +137,11 @@ class Person:
         expect(self.page.locator("#me")).to_have_text(name)
         expect(self.page.get_by_label("Find someone")).to_be_visible()
 
-    def talk_to(self, name: str) -> None:
-        """Find ``name`` with the search box and open the conversation."""
+    def talk_to(self, name: str, *, search: str | None = None) -> None:
+        """Find ``name`` with the search box (typing ``search``, else the name) and open
+        the conversation."""
         page = self.page
-        page.get_by_label("Find someone").fill(name)
+        page.get_by_label("Find someone").fill(search or name)
         self.user_button(name).click()
         expect(page.locator("#peer")).to_have_text(name)
         expect(page.locator("#log-note")).not_to_have_text("Loading the conversation…")

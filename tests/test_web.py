@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,16 +99,18 @@ def workers_paused(running_stack: RunningStack) -> Iterator[None]:
 
 def test_two_people_find_each_other_and_chat_live(people: People) -> None:
     anna, boris = people(viewport={"width": 960, "height": 600}), people()
-    signed_up(anna, "anna")
+    # Names in any script: the page shows them as they were registered.
+    signed_up(anna, "Анна")
     # Boris registers after Anna's list was read: the search finds him all the same.
-    signed_up(boris, "boris")
-    anna.talk_to("boris")
+    signed_up(boris, "Борис")
+    anna.talk_to("Борис")
     anna.write("Привет, Борис! 👋")
     expect(anna.page.locator(".message.mine .state")).to_have_text(["Stored"])
     # Boris sees who wrote, live, with the count of what he has not read.
-    expect(boris.user_button("anna")).to_have_accessible_name("anna, 1 unread")
-    boris.talk_to("anna")
-    expect(boris.user_button("anna").locator(".badge")).to_be_hidden()
+    expect(boris.user_button("Анна")).to_have_accessible_name("Анна, 1 unread")
+    # The search ignores letter case, in any script.
+    boris.talk_to("Анна", search="анна")
+    expect(boris.user_button("Анна").locator(".badge")).to_be_hidden()
     assert boris.texts() == ["Привет, Борис! 👋"]
     boris.write("Привет, Анна! Всё хорошо 🙂\nА у тебя?")
     expect(anna.page.locator(".message.theirs .text")).to_have_text(
@@ -201,18 +204,40 @@ def test_a_reload_keeps_the_session_and_the_history(people: People, gateway: htt
     elsewhere = people()
     elsewhere.open()
     expect(elsewhere.page.get_by_role("button", name="Log in")).to_be_visible()
-    # Logging out forgets the token, and nothing of the session stays on the page.
+    # Logging out ends the session on the server, forgets the token, and leaves nothing
+    # of the session on the page.
+    token = saved_session(person)["token"]
     person.page.get_by_role("button", name="Log out").click()
     expect(person.page.get_by_role("button", name="Log in")).to_be_visible()
     assert person.page.evaluate("sessionStorage.length") == 0
     assert person.page.locator("#messages li, #users li").count() == 0
+    refused = eventually(
+        lambda: (
+            gateway.get("/get_users", headers={"Authorization": f"Bearer {token}"}).status_code
+            == 401
+        ),
+        timeout=2,
+    )
+    assert refused
     person.page.reload()
     expect(person.page.get_by_role("button", name="Log in")).to_be_visible()
 
 
-def test_a_session_that_ended_asks_to_log_in_again(people: People) -> None:
+def saved_session(person: Person) -> dict[str, Any]:
+    saved: dict[str, Any] = person.page.evaluate(
+        "JSON.parse(sessionStorage.getItem('anonchat.session'))"
+    )
+    return saved
+
+
+def test_a_refused_access_token_is_renewed_with_the_refresh_token(
+    people: People, gateway: httpx.Client
+) -> None:
+    other = new_user(gateway)
     person = people()
-    signed_up(person)
+    name = signed_up(person)
+    before = saved_session(person)
+    # As when the 15 minutes of an access token are over.
     person.page.evaluate(
         """() => {
             const session = JSON.parse(sessionStorage.getItem("anonchat.session"));
@@ -221,6 +246,25 @@ def test_a_session_that_ended_asks_to_log_in_again(people: People) -> None:
         }"""
     )
     person.page.reload()
+    person.signed_in(name)
+    person.talk_to(other.name)
+    person.write("still here")
+    expect(person.page.locator(".message.mine .state")).to_have_text(["Stored"])
+    after = saved_session(person)
+    assert after["token"] != before["token"]
+    assert after["refreshToken"] != before["refreshToken"]
+
+
+def test_a_session_ended_elsewhere_asks_to_log_in_again(
+    people: People, gateway: httpx.Client
+) -> None:
+    person = people()
+    signed_up(person)
+    token = saved_session(person)["token"]
+    expect(person.page.get_by_role("status")).to_have_text("")
+    # Logged out from another device: the open stream is told, the refresh is refused.
+    ended = gateway.post("/logout", headers={"Authorization": f"Bearer {token}"})
+    assert ended.status_code == 204
     expect(person.page.get_by_role("alert")).to_have_text(
         "Your session has ended: please log in again."
     )
@@ -295,6 +339,14 @@ def test_bad_input_is_said_in_words(people: People, gateway: httpx.Client) -> No
     expect(alert).to_have_text("That name is taken: pick another.")
     person.sign_in("ab", register=True)
     expect(alert).to_have_text("The name must be 3 to 32 characters long.")
+    digits = str(uuid.uuid4().int)[:12]
+    assert register(gateway, f"ace{digits}").status_code == 201
+    person.sign_in(f"асе{digits}", register=True)  # Cyrillic letters drawn like "ace"
+    expect(alert).to_have_text("That name looks too much like one already taken: pick another.")
+    person.sign_in(f"аce{digits}", register=True)  # a Cyrillic "а", then Latin
+    expect(alert).to_have_text(
+        "The name mixes scripts that look alike (Cyrillic and Latin): use one script."
+    )
     person.sign_in(unique_name("web"), register=True, password="short")
     expect(alert).to_have_text("The password must be at least 8 characters long.")
     person.sign_in("", password="")
