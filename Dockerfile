@@ -30,6 +30,8 @@ COPY gateway/ gateway/
 COPY user_service/ user_service/
 COPY message_service/ message_service/
 COPY worker/ worker/
+# The web page the gateway serves at / (read once at its start).
+COPY web/ web/
 
 # Numeric, so a runtime can tell it is not root without reading /etc/passwd.
 USER 10001:10001

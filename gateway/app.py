@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from common.app import build_app
 from common.users import KnownUsers
+from gateway import web
 from gateway.config import Settings, get_settings
 from gateway.deps import Services, services
 from gateway.middleware import EdgeMiddleware
@@ -118,7 +119,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "message_service": _message_service,
             "redis": _redis,
         },
-        routers=[auth.router, users.router, messages.router, privacy.router, events.router],
+        routers=[
+            auth.router,
+            users.router,
+            messages.router,
+            privacy.router,
+            events.router,
+            web.router(),
+        ],
         internal=False,
     )
     if settings.cors_origins:

@@ -14,8 +14,9 @@ _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
 ]
+# Unless a response says otherwise (the web page's files may be kept), nothing is kept.
+_NO_STORE = (b"cache-control", b"no-store")
 
 
 class PayloadTooLarge(AppError):
@@ -25,7 +26,8 @@ class PayloadTooLarge(AppError):
 
 class EdgeMiddleware:
     """Tag each request with an id, refuse bodies over ``max_body_bytes`` before they are
-    parsed, and add security headers to each response."""
+    parsed, and add security headers (and ``Cache-Control: no-store`` where the response sets
+    none) to each response."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -44,8 +46,11 @@ class EdgeMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                sent = list(message.get("headers", []))
+                if not any(name.lower() == b"cache-control" for name, _ in sent):
+                    sent.append(_NO_STORE)
                 message["headers"] = [
-                    *message.get("headers", []),
+                    *sent,
                     *_SECURITY_HEADERS,
                     (REQUEST_ID_HEADER.encode(), rid.encode()),
                 ]

@@ -117,6 +117,7 @@ async def test_every_response_carries_a_request_id_and_security_headers(
     response = await gateway.get("/healthz", headers={"x-request-id": "abc-123"})
     assert response.headers["x-request-id"] == "abc-123"
     assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers.get_list("cache-control") == ["no-store"]
     generated = await gateway.get("/healthz", headers={"x-request-id": "bad id\n"})
     assert generated.headers["x-request-id"] != "bad id\n"
     assert len(generated.headers["x-request-id"]) == 32
