@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import (
     BigInteger,
     Integer,
     Row,
+    Select,
     and_,
     bindparam,
     case,
@@ -47,39 +50,43 @@ Listed = Row[int, int, str, int, int, datetime, datetime | None]
 # A message from someone the caller blocked is not the caller's to see.
 _VISIBLE = ~and_(Message.receiver_id == _CALLER, Message.hidden)
 _AFTER = bindparam("after", type_=BigInteger)
+_BEFORE = bindparam("before", type_=BigInteger)
 _LIMIT = bindparam("limit", type_=Integer)
-_CONVERSATION = (
-    select(*_LISTED)
-    .where(
-        func.least(Message.sender_id, Message.receiver_id) == bindparam("low"),
-        func.greatest(Message.sender_id, Message.receiver_id) == bindparam("high"),
-        Message.seq > _AFTER,
-        _VISIBLE,
+_IN_CONVERSATION = (
+    func.least(Message.sender_id, Message.receiver_id) == bindparam("low"),
+    func.greatest(Message.sender_id, Message.receiver_id) == bindparam("high"),
+    _VISIBLE,
+)
+_SENT = Message.sender_id == _CALLER
+_RECEIVED = and_(Message.receiver_id == _CALLER, Message.sender_id != _CALLER, ~Message.hidden)
+
+
+@dataclass(frozen=True)
+class _Pages:
+    """The statements of one reading direction: after a cursor, or before one (newest
+    first, reversed by the caller)."""
+
+    conversation: Select[Any]
+    all_mine: Select[Any]
+
+
+def _pages(*, newest_first: bool) -> _Pages:
+    bound = Message.seq < _BEFORE if newest_first else Message.seq > _AFTER
+    order = Message.seq.desc() if newest_first else Message.seq
+    # Each side of the caller's messages is an index range scan of its own.
+    mine = union_all(
+        *(
+            select(Message.id).where(side, bound).order_by(order).limit(_LIMIT)
+            for side in (_SENT, _RECEIVED)
+        )
+    ).subquery()
+    return _Pages(
+        conversation=select(*_LISTED).where(*_IN_CONVERSATION, bound).order_by(order).limit(_LIMIT),
+        all_mine=select(*_LISTED).join(mine, Message.id == mine.c.id).order_by(order).limit(_LIMIT),
     )
-    .order_by(Message.seq)
-    .limit(_LIMIT)
-)
-_SENT = (
-    select(Message.id)
-    .where(Message.sender_id == _CALLER, Message.seq > _AFTER)
-    .order_by(Message.seq)
-    .limit(_LIMIT)
-)
-_RECEIVED = (
-    select(Message.id)
-    .where(
-        Message.receiver_id == _CALLER,
-        Message.sender_id != _CALLER,
-        ~Message.hidden,
-        Message.seq > _AFTER,
-    )
-    .order_by(Message.seq)
-    .limit(_LIMIT)
-)
-_MINE = union_all(_SENT, _RECEIVED).subquery()
-_ALL_MINE = (
-    select(*_LISTED).join(_MINE, Message.id == _MINE.c.id).order_by(Message.seq).limit(_LIMIT)
-)
+
+
+_FORWARD, _BACKWARD = _pages(newest_first=False), _pages(newest_first=True)
 _ONE = select(*_LISTED).where(
     Message.id == bindparam("id", type_=BigInteger),
     or_(Message.sender_id == _CALLER, and_(Message.receiver_id == _CALLER, ~Message.hidden)),
@@ -87,21 +94,27 @@ _ONE = select(*_LISTED).where(
 
 
 async def list_messages(
-    *, connection: AsyncConnection, caller: int, with_user: int | None, after_seq: int, limit: int
+    *,
+    connection: AsyncConnection,
+    caller: int,
+    with_user: int | None,
+    after: int,
+    before: int | None,
+    limit: int,
 ) -> Sequence[Listed]:
-    """The caller's stored messages (or one conversation), in storage order after ``after_seq``."""
+    """The caller's stored messages (or one conversation) in storage order: the first
+    ``limit`` after the cursor ``after``, or with ``before`` the last ``limit`` before it."""
+    pages = _FORWARD if before is None else _BACKWARD
+    parameters = {"caller": caller, "after": after, "before": before, "limit": limit}
     if with_user is not None:
         low, high = sorted((caller, with_user))
-        parameters = {
-            "low": low,
-            "high": high,
-            "caller": caller,
-            "after": after_seq,
-            "limit": limit,
-        }
-        return (await connection.execute(_CONVERSATION, parameters)).all()
-    parameters = {"caller": caller, "after": after_seq, "limit": limit}
-    return (await connection.execute(_ALL_MINE, parameters)).all()
+        rows = await connection.execute(
+            pages.conversation, {**parameters, "low": low, "high": high}
+        )
+    else:
+        rows = await connection.execute(pages.all_mine, parameters)
+    found: Sequence[Listed] = rows.all()
+    return found if before is None else found[::-1]
 
 
 async def message_status(

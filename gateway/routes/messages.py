@@ -68,13 +68,25 @@ async def get_messages(
     cursor: Annotated[
         int, Query(ge=0, le=MAX_BIGINT, description="from the Link header of the previous page")
     ] = 0,
+    before: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_BIGINT,
+            description="read back: the last messages before this cursor (the newest page: "
+            "the largest cursor, 9223372036854775807)",
+        ),
+    ] = None,
 ) -> Response:
     """Messages the caller sent or received, oldest first; ``Link: <...>; rel="next"`` while
     more remain. ``X-Next-Cursor`` says where to continue: call again with it as ``cursor``
-    to get messages stored since."""
+    to get messages stored since. With ``before``, the page of messages just before that
+    cursor, still oldest first, and ``Link: <...>; rel="prev"`` while older ones remain."""
     params = {"limit": str(limit), "cursor": str(cursor)}
     if with_user is not None:
         params["with_user"] = str(with_user)
+    if before is not None:
+        params["before"] = str(before)
     return await services(request).upstreams.forward(
         request, "messages", "/messages", user_id=user_id, params=params
     )

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import TypeAdapter
 
 from common.bodies import documented, read_body
-from common.errors import error_responses
+from common.errors import FieldError, InvalidInput, error_responses
 from common.internal import USER_ID_HEADER, caller_id
 from common.paging import next_link
 from common.schemas import (
@@ -68,17 +68,31 @@ async def list_messages(
     with_user: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
     limit: PageLimit = 100,
     cursor: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
+    before: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
 ) -> Response:
-    """The caller's messages, oldest first; ``Link`` names the next page while more remain."""
+    """The caller's messages, oldest first; ``Link`` names the next page while more remain
+    (with ``before``, the previous page)."""
+    if before is not None and cursor:
+        problem = "give cursor (read on) or before (read back), not both"
+        raise InvalidInput(problem, errors=[FieldError(field="before", message=problem)])
     rows = await reading.list_messages(
-        connection=reader, caller=caller, with_user=with_user, after_seq=cursor, limit=limit + 1
+        connection=reader,
+        caller=caller,
+        with_user=with_user,
+        after=cursor,
+        before=before,
+        limit=limit + 1,
     )
-    page = rows[:limit]
-    after = page[-1].cursor if page else cursor
+    more = len(rows) > limit
+    page = rows[:limit] if before is None else rows[-limit:]
+    empty_after = cursor if before is None else before - 1
+    after = page[-1].cursor if page else empty_after
     # Where to continue from: to read the next page now, or new messages later.
     headers = {"X-Next-Cursor": str(after)}
-    if len(rows) > limit:
+    if more and before is None:
         headers["Link"] = next_link(request.url, limit=limit, cursor=after)
+    elif more:
+        headers["Link"] = next_link(request.url, "prev", limit=limit, before=page[0].cursor)
     # Serialized here, once (response_model still documents it).
     body = _PAGE.dump_json(_PAGE.validate_python(page, from_attributes=True))
     return Response(body, media_type="application/json", headers=headers)

@@ -246,7 +246,56 @@ async def test_paging_sees_every_message_once_in_order(client, users, drain) -> 
     assert [m["id"] for m in since.json()] == [later]
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "cursor=-1", "with_user=0", "cursor=x"])
+async def test_reading_back_from_the_newest_page_sees_every_message_once(
+    client, users, drain
+) -> None:
+    alice, bob, carol = users
+    sent = []
+    for n in range(7):
+        sent.append((await send(client, alice, bob, f"a{n}")).json()["id"])
+        sent.append((await send(client, bob, alice, f"b{n}")).json()["id"])
+        drain()
+    await send(client, carol, alice, "not in the conversation")
+    drain()
+    pages = []
+    url = f"/messages?with_user={bob}&limit=4&before={2**63 - 1}"
+    while url:
+        response = await client.get(url, headers=as_user(alice))
+        assert response.status_code == 200
+        pages.append([m["id"] for m in response.json()])
+        assert "next" not in response.links
+        url = response.links.get("prev", {}).get("url")
+    # Newest page first, each page oldest first: 14 messages as 4, 4, 4, 2.
+    assert [len(page) for page in pages] == [4, 4, 4, 2]
+    assert [i for page in reversed(pages) for i in page] == sent
+    # Reading on from the newest page's X-Next-Cursor brings what is stored later.
+    newest = await client.get(
+        f"/messages?with_user={bob}&limit=4&before={2**63 - 1}", headers=as_user(alice)
+    )
+    later = (await send(client, bob, alice, "later")).json()["id"]
+    drain()
+    since = await client.get(
+        f"/messages?with_user={bob}&cursor={newest.headers['x-next-cursor']}",
+        headers=as_user(alice),
+    )
+    assert [m["id"] for m in since.json()] == [later]
+    # All of the caller's conversations read back the same way.
+    everything = await client.get(f"/messages?limit=3&before={2**63 - 1}", headers=as_user(alice))
+    assert [m["content"] for m in everything.json()] == ["b6", "not in the conversation", "later"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=1001",
+        "cursor=-1",
+        "with_user=0",
+        "cursor=x",
+        "before=0",
+        "cursor=5&before=9",
+    ],
+)
 async def test_bad_list_parameters_are_422(client, users, query) -> None:
     alice, _, _ = users
     assert (await client.get(f"/messages?{query}", headers=as_user(alice))).status_code == 422
