@@ -47,7 +47,16 @@ def test_two_users_exchange_messages_and_a_third_sees_none(gateway: httpx.Client
         eventually(lambda reader=reader: set(stored_ids(gateway, reader)) == both)  # type: ignore[misc]
     messages = gateway.get("/get_messages", headers=bob.headers).json()
     assert [m["content"] for m in messages] == ["Привет, Bob!", "Hi Alice"]
-    assert set(messages[0]) == {"id", "cursor", "content", "sender_id", "receiver_id", "created_at"}
+    assert set(messages[0]) == {
+        "id",
+        "cursor",
+        "content",
+        "sender_id",
+        "receiver_id",
+        "created_at",
+        "read_at",
+    }
+    assert messages[0]["read_at"] is None
     assert (messages[0]["sender_id"], messages[0]["receiver_id"]) == (alice.id, bob.id)
     assert stored_ids(gateway, carol) == []
     for message_id in both:
