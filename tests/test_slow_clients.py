@@ -14,8 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from stack.processes import free_port, spawn, stop, uvicorn, wait_healthy
-from tests.harness.settings import INTERNAL_TOKEN, JWT_SECRET
+from tests.harness.stack import lone_gateway
 
 SLOW_CONNECTIONS = 600
 REQUEST_TIMEOUT_SECONDS = 2
@@ -40,24 +39,10 @@ def open_files(needed: int) -> Iterator[None]:
 @pytest.fixture
 def slow_gateway(redis_url: str) -> Iterator[str]:
     """A gateway process whose requests must be in within REQUEST_TIMEOUT_SECONDS."""
-    port = free_port()
-    env = {
-        "ANONCHAT_INTERNAL_TOKEN": INTERNAL_TOKEN,
-        "ANONCHAT_JWT_SECRET": JWT_SECRET,
-        "ANONCHAT_LOG_LEVEL": "WARNING",
-        "ANONCHAT_SERVER_REQUEST_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT_SECONDS),
-        "GATEWAY_REDIS_URL": redis_url,
-    }
+    deadline = {"ANONCHAT_SERVER_REQUEST_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT_SECONDS)}
     # The slow connections' ends, in this process and in the gateway's.
-    with open_files(2 * SLOW_CONNECTIONS + 1000):
-        process = uvicorn("gateway", "gateway.app", port, env)
-        running = spawn(process)
-        try:
-            assert process.health_url is not None
-            wait_healthy(process.health_url, timeout=30, process=running)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            stop(running)
+    with open_files(2 * SLOW_CONNECTIONS + 1000), lone_gateway(redis_url, deadline) as url:
+        yield url
 
 
 def half_request(port: int) -> socket.socket:
@@ -85,15 +70,15 @@ def test_slow_connections_are_cut_off_while_others_are_answered(slow_gateway: st
                 assert response.status_code == 200, response.text
                 answered += 1
                 for key, _ in watching.select(timeout=0.2):
-                    connection = key.fileobj
-                    assert isinstance(connection, socket.socket)
+                    ready = key.fileobj
+                    assert isinstance(ready, socket.socket)
                     try:
-                        ended = connection.recv(4096) == b""
+                        ended = ready.recv(4096) == b""
                     except ConnectionResetError:
                         ended = True
                     if ended:
-                        watching.unregister(connection)
-                        open_.discard(connection)
+                        watching.unregister(ready)
+                        open_.discard(ready)
         assert not open_, f"{len(open_)} of {SLOW_CONNECTIONS} slow connections still open"
         assert answered > 0
     finally:
