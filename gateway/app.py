@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from common.app import build_app
 from common.users import KnownUsers
-from gateway import web
+from gateway import api_docs, web
 from gateway.config import Settings, get_settings
 from gateway.deps import Services, services
 from gateway.middleware import EdgeMiddleware
@@ -143,8 +143,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             privacy.router,
             events.router,
             web.router(),
+            api_docs.router(),
         ],
         internal=False,
+        # /docs is api_docs': FastAPI's pages load Swagger UI and ReDoc from a CDN.
+        docs_url=None,
+        redoc_url=None,
         amend_document=_configured_limits(settings),
     )
     if settings.cors_origins:
