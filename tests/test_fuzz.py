@@ -27,6 +27,7 @@ def test_the_gateway_keeps_its_documented_contract(running_stack, tmp_path) -> N
         "-m",
         "schemathesis.cli",
         "--no-color",
+        f"--config-file={ROOT / 'tests' / 'fuzz.toml'}",
         "run",
         f"{running_stack.gateway_url}/openapi.json",
         "--checks=all",
