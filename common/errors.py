@@ -189,7 +189,9 @@ def error_responses(
 
 def describe_validation_error(error: dict[str, Any]) -> FieldError:
     """Turn one pydantic error into a field name and a message, never echoing the input."""
-    location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
+    location = [
+        str(part) for part in error.get("loc", ()) if part not in ("body", "query", "header")
+    ]
     field = ".".join(location) or "body"
     message = str(error.get("msg", "is invalid"))
     message = message.removeprefix("Value error, ")

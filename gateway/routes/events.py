@@ -62,6 +62,7 @@ async def events(
     last_event_id: Annotated[
         int | None,
         Header(
+            alias="Last-Event-ID",
             ge=0,
             le=MAX_BIGINT,
             description="start after this event id, as an EventSource reconnecting does",
