@@ -70,6 +70,7 @@ async def test_a_deleted_message_is_gone_for_both_and_the_stream_says_so(logged_
         me.user.id,
         bob_account.user.id,
     )
+    assert message.cursor is not None
     assert deleted.cursor is not None
     assert deleted.cursor > message.cursor
     with pytest.raises(NotFound):
@@ -115,6 +116,7 @@ async def test_read_receipts_on_both_sides_give_read_events_and_read_at(logged_i
 
     message = await stored(alice, bob_account.user.id, "did you read this?")
     assert message.read_at is None
+    assert message.cursor is not None
     [conversation] = await bob.run("conversations")
     assert conversation == Conversation(alice_account.user.id, message.cursor, unread=1)
 
