@@ -421,7 +421,7 @@ def test_delete_account_asks_needs_the_password_and_leaves_a_deleted_account(per
     assert after.returncode == 3
     assert "not logged in" in one_error_line(after)
 
-    line = shown(bob, "hello alice", "inbox")
+    line = shown(bob, "deleted account: hello alice", "inbox")
     assert line.endswith(f"{bob.name} → deleted account: hello alice")
     assert bob.ok("inbox", "-c").strip() == "0 unread  deleted account"
     [message] = [json.loads(x) for x in bob.ok("inbox", "--json").splitlines()]
