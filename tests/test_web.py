@@ -515,9 +515,18 @@ def test_a_phone_width_window_shows_one_pane_at_a_time(
     expect(page.locator(".message.mine .state")).to_have_text(["Stored"])
     expect(page.get_by_role("button", name="Send")).to_be_in_viewport()
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    expect(page.locator("#conversation").get_by_role("button", name="Block")).to_be_in_viewport()
     page.get_by_role("button", name="People").click()
     expect(conversation).to_be_hidden()
     expect(person.user_button(other.name)).to_be_focused()
+    # Settings fit too, scrolled within the dialog.
+    settings = person.settings()
+    close = settings.get_by_role("button", name="Close")
+    close.scroll_into_view_if_needed()
+    expect(close).to_be_in_viewport()
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    close.click()
+    expect(settings).to_be_hidden()
 
 
 def chatting(people: People, gateway: httpx.Client) -> tuple[Person, Person, User, User]:
