@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,12 +29,22 @@ class Process:
     health_url: str | None = None
 
 
+# Ports for servers are picked below Linux's ephemeral range (32768-60999), from which the
+# kernel gives outgoing connections their local port: a port picked there can be taken by
+# some client's connection before the server binds it.
+SERVER_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    while True:
+        port = random.choice(SERVER_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def uvicorn(name: str, app: str, port: int, env: Mapping[str, str]) -> Process:
