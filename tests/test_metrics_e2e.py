@@ -1,12 +1,17 @@
 """The metrics operators scrape, from the real processes: each serves its own on its
 metrics port (never on the gateway's public port), they move as messages are sent and
-stored."""
+stored, and every metric the dashboard and the alert rules use is one a process exports."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -14,6 +19,10 @@ from stack.processes import paused
 from tests.api import eventually, new_user, send, wait_persisted
 from tests.harness.stack import RunningStack
 
+ROOT = Path(__file__).resolve().parent.parent
+OBSERVABILITY = ROOT / "deploy" / "observability"
+DASHBOARD = OBSERVABILITY / "grafana" / "dashboards" / "anonchat.json"
+ALERTS = OBSERVABILITY / "prometheus" / "alerts.yml"
 SEND_ROUTE = "/send_message"
 # What every process exports beside the process_* and python_* metrics of the library.
 SHARED = {"anonchat_dependency_errors_total", "anonchat_rate_limit_refusals_total"}
@@ -192,3 +201,55 @@ def test_the_queue_gauges_follow_what_redis_holds(
         held = eventually(waiting)
         assert held.value("anonchat_queue_jobs", state="queued") >= 1
     wait_persisted(gateway, bob, answer.json()["id"])
+
+
+def promql_expressions() -> Iterator[tuple[str, str]]:
+    """(where, expression) for every PromQL expression of the dashboard and the alerts."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            yield f"dashboard: {panel['title']}", target["expr"]
+    for group in yaml.safe_load(ALERTS.read_text())["groups"]:
+        for rule in group["rules"]:
+            yield f"alert {rule['alert']}", rule["expr"]
+
+
+def metric_names(expression: str) -> set[str]:
+    """The metric names a PromQL expression selects: identifiers outside label matchers
+    and durations that are not functions or keywords."""
+    bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"|\b(by|without)\s*\([^)]*\)", " ", expression)
+    words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", bare))
+    return words - PROMQL_WORDS
+
+
+def label_values(expression: str, label: str) -> set[str]:
+    return set(re.findall(rf'\b{label}="([^"]*)"', expression))
+
+
+def test_every_metric_the_dashboard_and_the_alerts_use_is_exported(
+    running_stack: RunningStack, gateway: httpx.Client
+) -> None:
+    # A send, so that every labelled series the expressions name has been written once.
+    alice, bob = new_user(gateway), new_user(gateway)
+    wait_persisted(gateway, bob, send(gateway, alice, bob.id, "seen").json()["id"])
+    scrapes = scrape_all(running_stack)
+    exported = set().union(*(s.exported() for s in scrapes.values())) | {"up"}
+    routes = {
+        s.labels["route"]
+        for scraped in scrapes.values()
+        for s in scraped.samples("anonchat_http_requests_total")
+    }
+    services = set(map(role, running_stack.config.metrics_ports))
+    expressions = list(promql_expressions())
+    assert len(expressions) >= 10
+    for where, expression in expressions:
+        names = metric_names(expression)
+        assert names, f"{where}: no metric in {expression}"
+        assert names <= exported, f"{where}: {sorted(names - exported)} are not exported"
+        assert label_values(expression, "route") <= routes, where
+        assert label_values(expression, "service") <= services, where
+
+
+@pytest.mark.parametrize("expression", ['sum(rate(a_total{x="y"}[1m])) / max(b)', "up == 0"])
+def test_metric_names_are_read_from_an_expression(expression: str) -> None:
+    assert metric_names(expression) in ({"a_total", "b"}, {"up"})
