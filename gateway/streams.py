@@ -22,7 +22,7 @@ SILENT_UPSTREAM_SECONDS = 60.0
 _REFUSAL_HEADERS = ("content-type", "retry-after")
 SESSION_ENDED = "the session has ended: log in again"
 OPEN_STREAMS = Gauge(
-    "anonchat_event_streams_open", "Event streams (GET /events) this gateway is forwarding now."
+    "anonchat_open_event_streams", "Event streams (GET /events) this gateway is forwarding now."
 )
 
 

@@ -17,6 +17,7 @@ from prometheus_client.samples import Sample
 
 from stack.processes import paused
 from tests.api import eventually, new_user, send, wait_persisted
+from tests.events import Follower
 from tests.harness.stack import RunningStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +29,7 @@ SEND_ROUTE = "/send_message"
 SHARED = {"anonchat_dependency_errors_total", "anonchat_rate_limit_refusals_total"}
 HTTP = {"anonchat_http_requests_total", "anonchat_http_request_duration_seconds"}
 EXPECTED = {
-    "gateway": SHARED | HTTP | {"anonchat_event_streams_open"},
+    "gateway": SHARED | HTTP | {"anonchat_open_event_streams"},
     "user_service": SHARED | HTTP,
     "message_service": SHARED
     | HTTP
@@ -46,8 +47,8 @@ EXPECTED = {
         "anonchat_message_stored_latency_seconds",
     },
 }
-# Suffixes PromQL names a histogram's or a counter's series by.
-SERIES_SUFFIXES = ("_bucket", "_count", "_sum", "_created")
+# What an anonchat metric's name ends with: its unit (a counter's is _total).
+UNITS = {"seconds", "bytes", "total", "messages", "jobs", "workers", "streams"}
 # Names in a PromQL expression that are functions, keywords or labels, not metrics.
 PROMQL_WORDS = {
     "sum",
@@ -125,6 +126,11 @@ def test_every_process_serves_its_metrics_on_a_port_of_its_own(
         assert not missing, f"{name} does not export {sorted(missing)}"
         for family in families.values():
             assert family.documentation, f"{name}: {family.name} has no help text"
+            # The library's creation timestamps of counters and histograms (*_created)
+            # parse as families of their own.
+            if family.name.startswith("anonchat_") and not family.name.endswith("_created"):
+                unit = "total" if family.type == "counter" else family.name.rsplit("_", 1)[1]
+                assert unit in UNITS, f"{name}: {family.name} names no unit"
 
 
 def test_the_public_port_serves_no_metrics(gateway: httpx.Client) -> None:
@@ -170,6 +176,24 @@ def test_the_metrics_move_as_messages_are_sent_and_stored(
     routes = {s.labels["route"] for s in after["gateway"].samples("anonchat_http_requests_total")}
     assert "/messages/{message_id}" in routes
     assert not any(re.search(r"/\d+", route) for route in routes)
+
+
+def test_the_gateway_counts_the_streams_it_forwards(
+    running_stack: RunningStack, gateway: httpx.Client
+) -> None:
+    port = running_stack.config.metrics_ports["gateway"]
+    streams = "anonchat_open_event_streams"
+    alice, bob = new_user(gateway), new_user(gateway)
+    before = scrape(port).value(streams)
+    follower = Follower(running_stack.gateway_url, bob.headers)
+    follower.start()
+    try:
+        wait_persisted(gateway, bob, send(gateway, alice, bob.id, "streamed").json()["id"])
+        follower.wait_for(1)
+        assert scrape(port).value(streams) >= before + 1
+    finally:
+        follower.stop()
+    eventually(lambda: scrape(port).value(streams) <= before)
 
 
 def test_the_queue_gauges_follow_what_redis_holds(
