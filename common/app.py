@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
@@ -14,6 +14,7 @@ from common.health import HEALTH_PATHS, Check, health_router
 from common.internal import InternalAuthMiddleware
 from common.logging import configure_logging
 from common.metrics import HttpMetricsMiddleware, serve_metrics
+from common.openapi import exact_bounds
 from common.settings import ServiceSettings
 
 
@@ -30,12 +31,14 @@ def build_app(
     checks: Mapping[str, Check],
     routers: Iterable[APIRouter],
     internal: bool = True,
+    amend_document: Callable[[dict[str, Any]], None] | None = None,
     **fastapi_options: Any,
 ) -> FastAPI:
     """A FastAPI app with the error shape, the health probes, request metrics (served on
     the metrics port while the app runs) and, for services behind the gateway, the
     internal-token check. ``lifespan`` builds what the routes use (with the same
-    ``settings``) and keeps it on ``app.state`` as one typed object."""
+    ``settings``) and keeps it on ``app.state`` as one typed object; ``amend_document``
+    adds to the OpenAPI document what only the running settings know."""
     configure_logging(settings.log_level)
     app = FastAPI(
         title=title, lifespan=_frozen_after(_metrics_served(lifespan, settings)), **fastapi_options
@@ -44,6 +47,7 @@ def build_app(
     app.include_router(health_router(checks))
     for router in routers:
         app.include_router(router)
+    exact_bounds(app, then=amend_document)
     if internal:
         app.add_middleware(
             InternalAuthMiddleware,

@@ -21,9 +21,11 @@ from pydantic import BaseModel, ValidationError
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def documented(body: type[BaseModel], *, headers: Mapping[str, str]) -> dict[str, Any]:
+def documented(
+    body: type[BaseModel], *, headers: Mapping[str, tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
     """The ``openapi_extra`` of a route that reads a JSON ``body`` and optional
-    ``headers`` (name: description) itself."""
+    ``headers`` (name: description and schema) itself."""
     return {
         "requestBody": {
             "required": True,
@@ -35,9 +37,9 @@ def documented(body: type[BaseModel], *, headers: Mapping[str, str]) -> dict[str
                 "in": "header",
                 "required": False,
                 "description": description,
-                "schema": {"type": "string"},
+                "schema": schema,
             }
-            for name, description in headers.items()
+            for name, (description, schema) in headers.items()
         ],
     }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 from starlette.types import Send
 
 from common.metrics import dependency_error
@@ -136,14 +137,63 @@ def error_response(
     )
 
 
-def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses=`` entry that documents a route's error statuses."""
-    return {code: {"model": ErrorBody} for code in status_codes}
+ERROR_DESCRIPTIONS = {
+    401: "no valid access token, or wrong credentials",
+    403: "not the caller's to do",
+    404: "no such resource",
+    409: "conflicts with what exists",
+    413: "the request body is too large",
+    422: "the request is invalid; `errors` names each refused field",
+    429: "too many requests: wait as `Retry-After` says",
+    503: "a dependency is unavailable: retry after `Retry-After`",
+    504: "a service behind the gateway did not answer in time",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+Challenge = Literal["always", "token", "never"]
+
+
+def _challenge(challenge: Challenge) -> dict[str, Any]:
+    header = {
+        "description": "`Bearer`: the access token was refused (missing, invalid, expired, "
+        "or its session ended); log in again or refresh it",
+        "required": challenge == "always",
+        "schema": {"type": "string", "pattern": "^Bearer"},
+    }
+    return {} if challenge == "never" else {"WWW-Authenticate": header}
+
+
+def error_responses(
+    *status_codes: int, challenge: Challenge = "never"
+) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry that documents a route's error statuses, each in the one
+    error shape, with the headers that come with it. ``challenge`` says whether a 401
+    carries ``WWW-Authenticate: Bearer``: ``always`` (a token is refused), ``token`` (not
+    when the token is good but a password is wrong) or ``never`` (no token involved)."""
+    headers: dict[int, dict[str, Any]] = {
+        401: _challenge(challenge),
+        429: _RETRY_AFTER,
+        503: _RETRY_AFTER,
+    }
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in status_codes:
+        response: dict[str, Any] = {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[code]}
+        if headers.get(code):
+            response["headers"] = headers[code]
+        responses[code] = response
+    return responses
 
 
 def describe_validation_error(error: dict[str, Any]) -> FieldError:
     """Turn one pydantic error into a field name and a message, never echoing the input."""
-    location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
+    location = [
+        str(part) for part in error.get("loc", ()) if part not in ("body", "query", "header")
+    ]
     field = ".".join(location) or "body"
     message = str(error.get("msg", "is invalid"))
     message = message.removeprefix("Value error, ")
@@ -183,7 +233,27 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         )
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no such endpoint: {request.method} {request.url.path}"
-    return error_response(exc.status_code, detail, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return error_response(exc.status_code, detail, headers=headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on the request's path: Starlette's 405 names only
+    those of the first route that matched the path."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
 
 
 def unavailable(what: str) -> JSONResponse:

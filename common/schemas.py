@@ -7,11 +7,21 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 USERNAME_MIN, USERNAME_MAX = 3, 32
-PASSWORD_MAX = 128
+# The minimum is user_service's setting; the gateway documents the one it is given.
+PASSWORD_MIN_DEFAULT, PASSWORD_MAX = 8, 128
+CONTENT_MAX_DEFAULT = 4000
 MAX_BIGINT = 2**63 - 1
+# Text the services store: no NUL (Postgres text cannot hold it). A JSON Schema pattern
+# (ECMA 262): the documented form of _check_text, which also refuses unpaired surrogates,
+# which no JSON Schema validator can even be given.
+NO_NUL = "^[^\\u0000]*$"
+# At least one character that is not white space as Python's str.strip() sees it (the
+# list is spelled out: ECMA 262's \s is another set), and no NUL.
+_WHITE = "\\t-\\r\\u001c- \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+NOT_BLANK = f"^[^\\u0000]*[^\\u0000{_WHITE}][^\\u0000]*$"
 
 
 def _check_username(value: str) -> str:
@@ -21,16 +31,24 @@ def _check_username(value: str) -> str:
 
 
 # What a name may hold beyond its length is user_service's to say (user_service/names.py:
-# PRECIS, scripts, look-alikes): those rules need Unicode data a schema cannot carry.
+# PRECIS, scripts, look-alikes): those rules need Unicode data a schema cannot carry, so
+# the document names them with a format of its own (OpenAPI formats are open).
+USERNAME_FORMAT = "precis-username"
 Username = Annotated[
     str,
     Field(
         description=(
             f"{USERNAME_MIN} to {USERNAME_MAX} letters and digits of any script, '_', '.', "
             "'-'; one script (or Latin with Han, kana, Bopomofo or Hangul); unique regardless "
-            "of case, and not like a taken name"
+            "of case, and not like a taken name (format precis-username: RFC 8265's "
+            "UsernameCasePreserved profile, and the rules above)"
         ),
         examples=["alice", "Глеб"],
+        json_schema_extra={
+            "format": USERNAME_FORMAT,
+            "minLength": USERNAME_MIN,
+            "maxLength": USERNAME_MAX,
+        },
     ),
     AfterValidator(_check_username),
 ]
@@ -56,10 +74,30 @@ def _check_password(value: SecretStr) -> SecretStr:
 
 Password = Annotated[
     SecretStr,
-    Field(description=f"8 to {PASSWORD_MAX} characters (the minimum is configurable)"),
+    Field(
+        description=f"{PASSWORD_MIN_DEFAULT} to {PASSWORD_MAX} characters (the minimum is "
+        "configurable, and this document says the one configured); no NUL",
+        json_schema_extra={
+            "minLength": PASSWORD_MIN_DEFAULT,
+            "maxLength": PASSWORD_MAX,
+            "pattern": NO_NUL,
+        },
+    ),
     AfterValidator(_check_password),
 ]
-UserId = Annotated[int, Field(strict=True, ge=1, le=MAX_BIGINT, examples=[2])]
+
+
+def _integral(value: object) -> object:
+    """JSON Schema's integers include 2.0 (RFC 8259 numbers have no integer type), so the
+    API takes it as 2; 2.5, "2" and true stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+UserId = Annotated[
+    int, Field(strict=True, ge=1, le=MAX_BIGINT, examples=[2]), BeforeValidator(_integral)
+]
 PageLimit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 
 
@@ -126,8 +164,10 @@ Content = Annotated[
     str,
     Field(
         strict=True,
-        description="the text; not empty, at most 4000 characters by default (configurable)",
+        description=f"the text: not only white space, no NUL; at most {CONTENT_MAX_DEFAULT} "
+        "characters by default (configurable, and this document says the limit configured)",
         examples=["Привет!"],
+        json_schema_extra={"minLength": 1, "maxLength": CONTENT_MAX_DEFAULT, "pattern": NOT_BLANK},
     ),
     AfterValidator(_check_content),
 ]
@@ -136,6 +176,14 @@ Content = Annotated[
 IDEMPOTENCY_KEY = "Idempotency-Key"
 IDEMPOTENCY_KEY_MAX = 200
 IDEMPOTENCY_KEY_HELP = "repeat a send safely: the same key returns the first answer"
+IDEMPOTENCY_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": IDEMPOTENCY_KEY_MAX,
+    # Spaces only inside: HTTP takes those around a header's value off.
+    "pattern": "^[!-~]([ -~]*[!-~])?$",
+    "description": f"1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters",
+}
 
 
 class SendMessage(BaseModel):
@@ -212,9 +260,11 @@ class BlockRead(BaseModel):
 class ReadUpTo(BaseModel):
     """The body of ``/conversations/{user_id}/read``."""
 
-    up_to: int = Field(
-        strict=True, ge=0, le=MAX_BIGINT, description="the cursor of the last message read"
-    )
+    up_to: Annotated[
+        int,
+        Field(strict=True, ge=0, le=MAX_BIGINT, description="the cursor of the last message read"),
+        BeforeValidator(_integral),
+    ]
 
 
 class ConversationRead(BaseModel):

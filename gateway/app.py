@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -12,7 +13,7 @@ from redis.asyncio import Redis
 
 from common.app import build_app
 from common.users import KnownUsers
-from gateway import web
+from gateway import api_docs, web
 from gateway.config import Settings, get_settings
 from gateway.deps import Services, services
 from gateway.middleware import EdgeMiddleware
@@ -105,6 +106,22 @@ async def _message_service(request: Request) -> bool:
     return await services(request).upstreams.ready("messages")
 
 
+def _configured_limits(settings: Settings) -> Callable[[dict[str, Any]], None]:
+    """State in the document the limits the services are configured with: the password's
+    minimum length and a message's maximum length."""
+
+    def amend(document: dict[str, Any]) -> None:
+        for schema in document["components"]["schemas"].values():
+            for field in schema.get("properties", {}).values():
+                if field.get("format") == "password":
+                    field["minLength"] = settings.password_min_length
+        send = document["paths"]["/send_message"]["post"]["requestBody"]
+        content = send["content"]["application/json"]["schema"]["properties"]["content"]
+        content["maxLength"] = settings.max_content_length
+
+    return amend
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the gateway."""
     settings = settings or get_settings()
@@ -127,8 +144,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             privacy.router,
             events.router,
             web.router(),
+            api_docs.router(),
         ],
         internal=False,
+        # /docs is api_docs': FastAPI's pages load Swagger UI and ReDoc from a CDN.
+        docs_url=None,
+        redoc_url=None,
+        amend_document=_configured_limits(settings),
     )
     if settings.cors_origins:
         app.add_middleware(

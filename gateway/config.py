@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from common.ratelimit import Rate, RateSetting
+from common.schemas import CONTENT_MAX_DEFAULT, PASSWORD_MAX, PASSWORD_MIN_DEFAULT
 from common.settings import TokenSettings
 
 
@@ -37,6 +38,20 @@ class Settings(TokenSettings):
     # beside the announcements (which are at most once).
     ended_sessions_keep_seconds: float = Field(960, gt=0)
     ended_sessions_poll_seconds: float = Field(0.5, gt=0)
+    # Limits the services enforce and the gateway's OpenAPI document states: read from
+    # the services' own variables, so that one setting changes both.
+    password_min_length: int = Field(
+        PASSWORD_MIN_DEFAULT,
+        ge=1,
+        le=PASSWORD_MAX,
+        validation_alias=AliasChoices("USER_SERVICE_PASSWORD_MIN_LENGTH"),
+    )
+    max_content_length: int = Field(
+        CONTENT_MAX_DEFAULT,
+        ge=1,
+        le=16000,
+        validation_alias=AliasChoices("MESSAGE_SERVICE_MAX_CONTENT_LENGTH"),
+    )
 
 
 @lru_cache

@@ -47,6 +47,7 @@ MEDIA_TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
+    ".png": "image/png",
 }
 
 
@@ -59,7 +60,8 @@ class File:
     etag: str
 
 
-def _file(path: Path) -> File:
+def read_file(path: Path) -> File:
+    """A file as it is served: its bytes, media type and ETag."""
     media_type = MEDIA_TYPES.get(path.suffix)
     if media_type is None:
         raise ValueError(f"{path}: no media type for {path.suffix!r} files (see MEDIA_TYPES)")
@@ -69,10 +71,10 @@ def _file(path: Path) -> File:
 
 def load(folder: Path = WEB_FOLDER) -> dict[str, File]:
     """Every file of the page, by the path it is served at."""
-    files = {"/": _file(folder / "index.html")}
+    files = {"/": read_file(folder / "index.html")}
     for path in sorted((folder / "app").rglob("*")):
         if path.is_file():
-            files[ASSETS_PATH + path.relative_to(folder / "app").as_posix()] = _file(path)
+            files[ASSETS_PATH + path.relative_to(folder / "app").as_posix()] = read_file(path)
     return files
 
 
@@ -82,8 +84,9 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") in (etag, "*") for tag in if_none_match.split(","))
 
 
-def _serve(file: File, request: Request) -> Response:
-    headers = {**PAGE_HEADERS, "ETag": file.etag}
+def serve(file: File, request: Request, headers: dict[str, str] = PAGE_HEADERS) -> Response:
+    """``file``, with ``headers``; a body-less 304 when the browser's copy is current."""
+    headers = {**headers, "ETag": file.etag}
     if _matches(request.headers.get("if-none-match"), file.etag):
         return Response(status_code=304, headers=headers)
     return Response(file.body, media_type=file.media_type, headers=headers)
@@ -98,7 +101,7 @@ def router(folder: Path = WEB_FOLDER) -> APIRouter:
     @web.get("/")
     async def page(request: Request) -> Response:
         """The page."""
-        return _serve(files["/"], request)
+        return serve(files["/"], request)
 
     @web.get(ASSETS_PATH + "{name:path}")
     async def asset(name: str, request: Request) -> Response:
@@ -106,6 +109,6 @@ def router(folder: Path = WEB_FOLDER) -> APIRouter:
         found = files.get(ASSETS_PATH + name)
         if found is None:
             raise NotFound(f"no such endpoint: GET {request.url.path}")
-        return _serve(found, request)
+        return serve(found, request)
 
     return web

@@ -17,7 +17,7 @@ from sqlalchemy import Row, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.errors import FieldError, InvalidInput, NotFound
+from common.errors import Forbidden, NotFound
 from common.users import KnownUsers
 from message_service.models import Block
 from message_service.persistence.queued import blocks_key
@@ -28,8 +28,7 @@ async def block(
 ) -> None:
     """``blocker`` blocks ``blocked`` (again: nothing changes, the first block stands)."""
     if blocker == blocked:
-        problem = "you cannot block yourself"
-        raise InvalidInput(problem, errors=[FieldError(field="user_id", message=problem)])
+        raise Forbidden("you cannot block yourself")
     if not await users.exists(blocked):
         raise NotFound("no such user")
     async with engine.begin() as connection:

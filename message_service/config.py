@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.ratelimit import Rate, RateSetting
+from common.schemas import CONTENT_MAX_DEFAULT
 from common.settings import ServiceSettings
 
 
@@ -19,7 +20,7 @@ class Settings(ServiceSettings):
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/anonchat_messages"
     redis_url: str = "redis://127.0.0.1:6379/0"
     user_service_url: str = "http://127.0.0.1:8001"
-    max_content_length: int = Field(4000, ge=1, le=16000)
+    max_content_length: int = Field(CONTENT_MAX_DEFAULT, ge=1, le=16000)
     # Ids come from Postgres a block at a time; a replica keeps accepting sends while
     # Postgres is down until its ids run out (at least half a block).
     id_block_size: int = Field(10000, ge=2)

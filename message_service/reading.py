@@ -71,7 +71,8 @@ class _Pages:
 
 
 def _pages(*, newest_first: bool) -> _Pages:
-    bound = Message.seq < _BEFORE if newest_first else Message.seq > _AFTER
+    after = Message.seq > _AFTER
+    bound = and_(Message.seq < _BEFORE, after) if newest_first else after
     order = Message.seq.desc() if newest_first else Message.seq
     # Each side of the caller's messages is an index range scan of its own.
     mine = union_all(
@@ -103,7 +104,8 @@ async def list_messages(
     limit: int,
 ) -> Sequence[Listed]:
     """The caller's stored messages (or one conversation) in storage order: the first
-    ``limit`` after the cursor ``after``, or with ``before`` the last ``limit`` before it."""
+    ``limit`` after the cursor ``after``, or with ``before`` the last ``limit`` before it
+    (and still after ``after``)."""
     pages = _FORWARD if before is None else _BACKWARD
     parameters = {"caller": caller, "after": after, "before": before, "limit": limit}
     if with_user is not None:

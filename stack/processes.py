@@ -50,8 +50,15 @@ def free_port() -> int:
             return port
 
 
+# The gateway is where the public connects: past this many connections and requests at
+# once it answers 503 at once rather than run out of file descriptors, and this many
+# connections may wait to be accepted.
+GATEWAY_CONNECTION_LIMITS = ["--limit-concurrency", "4000", "--backlog", "2048"]
+
+
 def uvicorn(name: str, app: str, port: int, env: Mapping[str, str]) -> Process:
     """A service served by uvicorn on 127.0.0.1:``port`` (access log off: it cost 40%)."""
+    limits = GATEWAY_CONNECTION_LIMITS if name == "gateway" else []
     argv = [
         sys.executable,
         "-m",
@@ -73,6 +80,7 @@ def uvicorn(name: str, app: str, port: int, env: Mapping[str, str]) -> Process:
         "75",
         "--log-level",
         "warning",
+        *limits,
     ]
     return Process(name, argv, {**NO_METRICS, **env}, f"http://127.0.0.1:{port}/healthz")
 

@@ -12,6 +12,8 @@ from pydantic import AliasChoices, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
+from stack.processes import GATEWAY_CONNECTION_LIMITS
+
 ROOT = Path(__file__).resolve().parent.parent
 # A default naming one of these suits development only (inside a container it is itself).
 DEV_ONLY_HOSTS = ("127.0.0.1", "localhost")
@@ -63,6 +65,10 @@ def runnable_problem(args: list[str]) -> str | None:
             return f"{module} has no {factory}"
         if option(args, "--http") != "common.serving:GuardedHttpProtocol":
             return "every server runs with the request and write-stall deadlines"
+        limits = GATEWAY_CONNECTION_LIMITS[::2]
+        wanted = dict(zip(limits, GATEWAY_CONNECTION_LIMITS[1::2], strict=True))
+        if module == "gateway.app" and {name: option(args, name) for name in limits} != wanted:
+            return f"the gateway runs with the connection limits {wanted} (stack.processes)"
         return None
     if args[:2] == ["python", "-m"]:
         return None if module_exists(args[2]) else f"no module {args[2]}"

@@ -169,10 +169,12 @@ def test_a_killed_workers_job_is_picked_up_again_within_the_bound(
         eventually(lambda: not connection.exists(f"rq:job:{job_id}"), timeout=5)
         assert job_id not in FailedJobRegistry(queue=queue).get_job_ids()
     finally:
-        connection.close()
         if name is not None:
             restarted = next(p for p in stack_processes(running_stack.config) if p.name == name)
-            running_stack.processes[name] = spawn(restarted)
+            popen = running_stack.processes[name] = spawn(restarted)
+            # Later tests find the stack whole: the new worker is taking jobs.
+            eventually(lambda: popen.pid in {w.pid for w in Worker.all(queue=queue)}, timeout=30)
+        connection.close()
 
 
 @pytest.mark.parametrize("path", ["/messages/0", "/messages/abc", f"/messages/{2**64}"])

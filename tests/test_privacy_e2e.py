@@ -329,7 +329,7 @@ def test_a_blocked_senders_messages_never_reach_the_blocker_and_it_cannot_tell(
 def test_blocking_yourself_or_nobody_is_refused(gateway) -> None:
     alice = new_user(gateway)
     itself = gateway.put(f"/blocks/{alice.id}", headers=alice.headers)
-    assert itself.status_code == 422
+    assert itself.status_code == 403
     assert itself.json()["detail"] == "you cannot block yourself"
     assert gateway.put("/blocks/9999999999", headers=alice.headers).status_code == 404
     assert gateway.put("/blocks/0", headers=alice.headers).status_code == 422

@@ -7,6 +7,7 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from common.schemas import PASSWORD_MAX, PASSWORD_MIN_DEFAULT
 from common.settings import TokenSettings
 
 
@@ -16,7 +17,7 @@ class Settings(TokenSettings):
     model_config = SettingsConfigDict(env_prefix="USER_SERVICE_")
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/anonchat_users"
-    password_min_length: int = Field(8, ge=1, le=128)
+    password_min_length: int = Field(PASSWORD_MIN_DEFAULT, ge=1, le=PASSWORD_MAX)
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Erasing an account erases its messages there (asked again until it answers).
     message_service_url: str = "http://127.0.0.1:8002"

@@ -30,7 +30,7 @@ async def for_session(request: Request, caller: Claims, path: str) -> Response:
 @router.post(
     "/login",
     response_model=AccessToken,
-    responses=error_responses(401, 413, 422, 429, *UNAVAILABLE),
+    responses=error_responses(401, 413, 422, 429, *UNAVAILABLE, challenge="never"),
 )
 async def login(data: Credentials, request: Request) -> Response:
     """Exchange a username and a password for a new session: a bearer token that lives a
@@ -47,7 +47,7 @@ async def login(data: Credentials, request: Request) -> Response:
 @router.post(
     "/token/refresh",
     response_model=AccessToken,
-    responses=error_responses(401, 413, 422, 429, *UNAVAILABLE),
+    responses=error_responses(401, 413, 422, 429, *UNAVAILABLE, challenge="never"),
 )
 async def refresh(data: Refresh, request: Request) -> Response:
     """A new access token and a new refresh token for the session a refresh token renews.
@@ -66,7 +66,7 @@ async def refresh(data: Refresh, request: Request) -> Response:
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, *UNAVAILABLE),
+    responses=error_responses(401, *UNAVAILABLE, challenge="always"),
 )
 async def logout(request: Request, caller: Caller) -> Response:
     """End this session: its access tokens are refused everywhere within a second, and
@@ -77,7 +77,7 @@ async def logout(request: Request, caller: Caller) -> Response:
 @router.post(
     "/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 413, 422, *UNAVAILABLE),
+    responses=error_responses(401, 413, 422, *UNAVAILABLE, challenge="token"),
 )
 async def change_password(data: PasswordChange, request: Request, caller: Caller) -> Response:
     """Change the password (the old one is asked); every other session ends."""

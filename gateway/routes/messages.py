@@ -11,6 +11,7 @@ from common.errors import error_responses
 from common.schemas import (
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_KEY_HELP,
+    IDEMPOTENCY_KEY_SCHEMA,
     MAX_BIGINT,
     MessageQueued,
     MessageRead,
@@ -34,8 +35,10 @@ SAMPLE = SampleReceived(
     "/send_message",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=MessageQueued,
-    responses=error_responses(401, 403, 404, 409, 413, 422, 429, *UNAVAILABLE),
-    openapi_extra=documented(SendMessage, headers={IDEMPOTENCY_KEY: IDEMPOTENCY_KEY_HELP}),
+    responses=error_responses(401, 403, 404, 409, 413, 422, 429, *UNAVAILABLE, challenge="always"),
+    openapi_extra=documented(
+        SendMessage, headers={IDEMPOTENCY_KEY: (IDEMPOTENCY_KEY_HELP, IDEMPOTENCY_KEY_SCHEMA)}
+    ),
 )
 async def send_message(request: Request, user_id: CurrentUser) -> Response:
     """Send a message as the caller. 202: queued (not yet stored) with its final id.
@@ -56,7 +59,7 @@ async def send_message(request: Request, user_id: CurrentUser) -> Response:
 @router.get(
     "/get_messages",
     response_model=list[MessageRead],
-    responses=error_responses(401, 422, *UNAVAILABLE),
+    responses=error_responses(401, 422, *UNAVAILABLE, challenge="always"),
 )
 async def get_messages(
     request: Request,
@@ -74,7 +77,8 @@ async def get_messages(
             ge=1,
             le=MAX_BIGINT,
             description="read back: the last messages before this cursor (the newest page: "
-            "the largest cursor, 9223372036854775807)",
+            "the largest cursor, 9223372036854775807); with `cursor` too, none at or "
+            "before `cursor`",
         ),
     ] = None,
 ) -> Response:
@@ -95,7 +99,7 @@ async def get_messages(
 @router.get(
     "/messages/{message_id}",
     response_model=MessageStatus,
-    responses=error_responses(401, 404, 422, *UNAVAILABLE),
+    responses=error_responses(401, 404, 422, *UNAVAILABLE, challenge="always"),
 )
 async def get_message(
     message_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)],

@@ -33,7 +33,7 @@ UserIdPath = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="the other use
 @router.delete(
     "/messages/{message_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 403, 404, 422, *UNAVAILABLE),
+    responses=error_responses(401, 403, 404, 422, *UNAVAILABLE, challenge="always"),
 )
 async def delete_message(
     request: Request, user_id: CurrentUser, message_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)]
@@ -48,7 +48,7 @@ async def delete_message(
 @router.put(
     "/blocks/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 404, 422, *UNAVAILABLE),
+    responses=error_responses(401, 403, 404, 422, *UNAVAILABLE, challenge="always"),
 )
 async def block(request: Request, caller: CurrentUser, user_id: UserIdPath) -> Response:
     """Block a user: from now on, what they send never reaches you (not in your history,
@@ -61,7 +61,7 @@ async def block(request: Request, caller: CurrentUser, user_id: UserIdPath) -> R
 @router.delete(
     "/blocks/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 422, *UNAVAILABLE),
+    responses=error_responses(401, 422, *UNAVAILABLE, challenge="always"),
 )
 async def unblock(request: Request, caller: CurrentUser, user_id: UserIdPath) -> Response:
     """Unblock a user; what they sent while blocked stays unseen."""
@@ -70,7 +70,11 @@ async def unblock(request: Request, caller: CurrentUser, user_id: UserIdPath) ->
     )
 
 
-@router.get("/blocks", response_model=list[BlockRead], responses=error_responses(401, *UNAVAILABLE))
+@router.get(
+    "/blocks",
+    response_model=list[BlockRead],
+    responses=error_responses(401, *UNAVAILABLE, challenge="always"),
+)
 async def blocks(request: Request, caller: CurrentUser) -> Response:
     """Whom you block, oldest block first."""
     return await services(request).upstreams.forward(request, "messages", "/blocks", user_id=caller)
@@ -79,7 +83,7 @@ async def blocks(request: Request, caller: CurrentUser) -> Response:
 @router.post(
     "/conversations/{user_id}/read",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 413, 422, *UNAVAILABLE),
+    responses=error_responses(401, 413, 422, *UNAVAILABLE, challenge="always"),
 )
 async def mark_read(
     data: ReadUpTo, request: Request, caller: CurrentUser, user_id: UserIdPath
@@ -98,7 +102,7 @@ async def mark_read(
 @router.get(
     "/conversations",
     response_model=list[ConversationRead],
-    responses=error_responses(401, 422, *UNAVAILABLE),
+    responses=error_responses(401, 422, *UNAVAILABLE, challenge="always"),
 )
 async def conversations(request: Request, caller: CurrentUser, limit: PageLimit = 100) -> Response:
     """Your conversations, the latest first, with how many messages are unread in each."""
@@ -119,7 +123,9 @@ async def _me(request: Request, user_id: int, preferences: Response) -> Response
     return JSONResponse(me.model_dump())
 
 
-@router.get("/me", response_model=Me, responses=error_responses(401, *UNAVAILABLE))
+@router.get(
+    "/me", response_model=Me, responses=error_responses(401, *UNAVAILABLE, challenge="always")
+)
 async def me(request: Request, caller: CurrentUser) -> Response:
     """Your account and your preferences."""
     preferences = await services(request).upstreams.forward(
@@ -128,7 +134,11 @@ async def me(request: Request, caller: CurrentUser) -> Response:
     return await _me(request, caller, preferences)
 
 
-@router.patch("/me", response_model=Me, responses=error_responses(401, 413, 422, *UNAVAILABLE))
+@router.patch(
+    "/me",
+    response_model=Me,
+    responses=error_responses(401, 413, 422, *UNAVAILABLE, challenge="always"),
+)
 async def update_me(data: PreferencesUpdate, request: Request, caller: CurrentUser) -> Response:
     """Change your preferences: `read_receipts` (off by default) sends and shows read
     receipts; both sides of a conversation must have them on."""
@@ -141,7 +151,7 @@ async def update_me(data: PreferencesUpdate, request: Request, caller: CurrentUs
 @router.delete(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 413, 422, *UNAVAILABLE),
+    responses=error_responses(401, 413, 422, *UNAVAILABLE, challenge="token"),
 )
 async def erase(data: PasswordConfirmation, request: Request, caller: Caller) -> Response:
     """Erase your account, with your password once more: your sessions end at once, every

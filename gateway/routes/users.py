@@ -42,7 +42,7 @@ async def register(data: Credentials, request: Request) -> Response:
 @router.get(
     "/get_users",
     response_model=list[UserRead],
-    responses=error_responses(401, 422, *UNAVAILABLE),
+    responses=error_responses(401, 422, *UNAVAILABLE, challenge="always"),
 )
 async def get_users(
     request: Request,
@@ -63,7 +63,7 @@ async def get_users(
 @router.get(
     "/users/by-name/{username}",
     response_model=UserRead,
-    responses=error_responses(401, 404, *UNAVAILABLE),
+    responses=error_responses(401, 404, 422, *UNAVAILABLE, challenge="always"),
 )
 async def get_user_by_name(
     request: Request,
@@ -77,7 +77,9 @@ async def get_user_by_name(
 
 
 @router.get(
-    "/users/{id}", response_model=UserRead, responses=error_responses(401, 404, 422, *UNAVAILABLE)
+    "/users/{id}",
+    response_model=UserRead,
+    responses=error_responses(401, 404, 422, *UNAVAILABLE, challenge="always"),
 )
 async def get_user(
     request: Request,

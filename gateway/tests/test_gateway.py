@@ -153,6 +153,31 @@ def test_openapi_documents_the_public_endpoints() -> None:
     assert send["security"] == [{"HTTPBearer": []}]
 
 
+def test_openapi_states_limits_exactly_and_as_configured() -> None:
+    settings = Settings(password_min_length=12, max_content_length=500)
+    schema = create_app(settings).openapi()
+    message = schema["paths"]["/messages/{message_id}"]["get"]["parameters"][0]["schema"]
+    # 2**63 - 1 itself, not the float FastAPI's models make of it (which is 2**63).
+    assert message["maximum"] == 2**63 - 1
+    assert isinstance(message["maximum"], int)
+    credentials = schema["components"]["schemas"]["Credentials"]["properties"]
+    assert credentials["password"]["minLength"] == 12
+    send = schema["paths"]["/send_message"]["post"]["requestBody"]["content"]
+    assert send["application/json"]["schema"]["properties"]["content"]["maxLength"] == 500
+    events = schema["paths"]["/events"]["get"]["parameters"]
+    assert [p["schema"]["type"] for p in events] == ["integer", "integer"]
+    unauthorized = schema["paths"]["/get_users"]["get"]["responses"]["401"]
+    assert unauthorized["headers"]["WWW-Authenticate"]["required"] is True
+    assert "WWW-Authenticate" not in str(schema["paths"]["/login"]["post"]["responses"]["401"])
+
+
+async def test_a_wrong_method_names_every_method_of_the_path(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.post("/me")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, PATCH"
+    assert response.json()["code"] == "method_not_allowed"
+
+
 async def test_a_silent_upstream_is_504_within_the_timeout(silent_upstream: str) -> None:
     upstreams = Upstreams(
         urls={"slow": silent_upstream},

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import TypeAdapter
 
 from common.bodies import documented, read_body
-from common.errors import FieldError, InvalidInput, error_responses
+from common.errors import error_responses
 from common.internal import USER_ID_HEADER, caller_id
 from common.paging import next_link
 from common.schemas import (
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_KEY_HELP,
+    IDEMPOTENCY_KEY_SCHEMA,
     MAX_BIGINT,
     MessageQueued,
     MessageRead,
@@ -34,7 +35,9 @@ _PAGE = TypeAdapter(list[MessageRead])
     status_code=status.HTTP_202_ACCEPTED,
     response_model=MessageQueued,
     responses=error_responses(401, 403, 404, 409, 422, 429, 503),
-    openapi_extra=documented(SendMessage, headers={IDEMPOTENCY_KEY: IDEMPOTENCY_KEY_HELP}),
+    openapi_extra=documented(
+        SendMessage, headers={IDEMPOTENCY_KEY: (IDEMPOTENCY_KEY_HELP, IDEMPOTENCY_KEY_SCHEMA)}
+    ),
 )
 async def send(request: Request) -> Response:
     """Queue a message from the caller; 202 once Redis holds it, with its final id."""
@@ -71,10 +74,7 @@ async def list_messages(
     before: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
 ) -> Response:
     """The caller's messages, oldest first; ``Link`` names the next page while more remain
-    (with ``before``, the previous page)."""
-    if before is not None and cursor:
-        problem = "give cursor (read on) or before (read back), not both"
-        raise InvalidInput(problem, errors=[FieldError(field="before", message=problem)])
+    (with ``before``, the previous page, still after ``cursor``)."""
     rows = await reading.list_messages(
         connection=reader,
         caller=caller,

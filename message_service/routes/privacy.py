@@ -44,7 +44,7 @@ async def delete_message(
 @router.put(
     "/blocks/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 404, 422, 503),
+    responses=error_responses(401, 403, 404, 422, 503),
 )
 async def block(user_id: UserIdPath, caller: CallerDep, service: ServiceDep) -> None:
     """Block a user: from now on, what they send never reaches the caller."""

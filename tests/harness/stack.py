@@ -139,3 +139,25 @@ def gateways(
     finally:
         for popen in reversed(running):
             stop(popen)
+
+
+@contextlib.contextmanager
+def lone_gateway(redis_url: str, settings: dict[str, str] | None = None) -> Iterator[str]:
+    """A gateway process with no services behind it (what it answers itself: probes,
+    ``/docs``, the sample message), configured with ``settings``; yields its URL."""
+    port = free_port()
+    env = {
+        "ANONCHAT_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        "ANONCHAT_JWT_SECRET": JWT_SECRET,
+        "ANONCHAT_LOG_LEVEL": "WARNING",
+        "GATEWAY_REDIS_URL": redis_url,
+        **(settings or {}),
+    }
+    process = uvicorn("gateway", "gateway.app", port, env)
+    running = spawn(process)
+    try:
+        assert process.health_url is not None
+        wait_healthy(process.health_url, timeout=30, process=running)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(running)
