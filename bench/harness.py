@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 
 from bench import wrk
+from stack import databases
 from stack.processes import Process, spawn, stop, wait_healthy
 
 Progress = Callable[[str], None]
@@ -44,6 +45,18 @@ def running(
                 peak = peak_rss_kib(running.pid)
                 peak_rss[process.name] = max(peak_rss.get(process.name, 0), peak)
             stop(running)
+
+
+@contextlib.contextmanager
+def stack_databases(postgres_url: str, prefix: str) -> Iterator[dict[str, str]]:
+    """The stack's databases, named after ``prefix``, created and migrated for the block
+    and dropped after it: each service's database URL by service."""
+    urls = databases.create_and_migrate(postgres_url, prefix)
+    try:
+        yield urls
+    finally:
+        for database in urls.values():
+            databases.drop_database(database)
 
 
 def peak_rss_kib(pid: int) -> int:

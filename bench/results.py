@@ -59,9 +59,9 @@ class Persisted:
 
 
 @dataclass(frozen=True)
-class SendToVisible:
-    """A probe's sends beside a lighter load: to the 202, and to the store's
-    announcement."""
+class Probe:
+    """A probe's sends beside a lighter load: to the 202, and to the moment each was seen
+    (the store's announcement, or the message's event on its receiver's stream)."""
 
     rate: float
     background_rate: float
@@ -180,7 +180,7 @@ class Anonchat:
 
     accepted: Load
     persisted: Persisted
-    send_to_visible: SendToVisible
+    send_to_visible: Probe
     worker_capacity: Capacity
     redis_memory: RedisMemory
     exactly_once: ExactlyOnce
