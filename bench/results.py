@@ -190,9 +190,9 @@ class Anonchat:
 
 @dataclass(frozen=True)
 class Results:
-    """One run of the benchmark."""
+    """One run of the benchmark; a section left out (``--only``) is None."""
 
     machine: Machine
-    ceilings: Ceilings
-    baseline: Baseline
-    anonchat: Anonchat
+    ceilings: Ceilings | None
+    baseline: Baseline | None
+    anonchat: Anonchat | None
