@@ -16,12 +16,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import anonchat, ceilings, report
+from bench import anonchat, ceilings, report, streams
 from bench.harness import Progress
 from bench.results import Results
 from stack import servers
 
-SECTIONS = ("ceilings", "baseline", "anonchat")
+SECTIONS = ("ceilings", "baseline", "anonchat", "streams")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +80,11 @@ def measure(
             anonchat=(
                 anonchat.measure(postgres_url, redis_url, Path(scratch), progress)
                 if "anonchat" in sections
+                else None
+            ),
+            streams=(
+                streams.measure(postgres_url, redis_url, Path(scratch) / "streams", progress)
+                if "streams" in sections
                 else None
             ),
         )

@@ -116,8 +116,14 @@ def measure(postgres_url: str, redis_url: str, scratch: Path, progress: Progress
     )
 
 
-def stack_config(urls: dict[str, str], redis_url: str, scratch: Path) -> StackConfig:
-    """A stack of 2 workers on free ports, on the databases of ``urls``."""
+def stack_config(
+    urls: dict[str, str],
+    redis_url: str,
+    scratch: Path,
+    environment: dict[str, str] | None = None,
+) -> StackConfig:
+    """A stack of 2 workers on free ports, on the databases of ``urls``, with
+    ``STACK_ENVIRONMENT`` and ``environment``."""
     return StackConfig(
         users_database_url=urls["user_service"],
         messages_database_url=urls["message_service"],
@@ -127,7 +133,9 @@ def stack_config(urls: dict[str, str], redis_url: str, scratch: Path) -> StackCo
         message_service_port=free_port(),
         workers=2,
         # The workers' status file goes with the scratch folder rather than stay in /tmp.
-        environment=STACK_ENVIRONMENT | {"WORKER_STATUS_FILE": str(scratch / "worker-status")},
+        environment=STACK_ENVIRONMENT
+        | {"WORKER_STATUS_FILE": str(scratch / "worker-status")}
+        | (environment or {}),
     )
 
 
@@ -224,7 +232,8 @@ class Stack:
         connections = 32
         # Each connection sends, waits for the answer, then pauses: its cycle is the
         # pause plus the latency, so a short run at the plain pause measures the latency.
-        pause = connections * 1000 / (rate - 1000 / PROBE_INTERVAL_MS)
+        # At a rate below the probe's own, the load all but stops (a 32 s pause).
+        pause = connections * 1000 / max(rate - 1000 / PROBE_INTERVAL_MS, 1)
         latency = self.send(2, connections=connections, delay_ms=pause).p50_ms
         background: dict[str, Load] = {}
         seconds = 10

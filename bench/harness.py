@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import statistics
 import subprocess
 from collections.abc import Callable, Iterator
@@ -61,9 +62,26 @@ def stack_databases(postgres_url: str, prefix: str) -> Iterator[dict[str, str]]:
 
 def peak_rss_kib(pid: int) -> int:
     """The peak resident set of ``pid`` (VmHWM), in KiB; 0 if it is gone."""
+    return _status_kib(pid, "VmHWM")
+
+
+def rss_kib(pid: int) -> int:
+    """The resident set of ``pid`` now (VmRSS), in KiB; 0 if it is gone."""
+    return _status_kib(pid, "VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time ``pid`` has used so far, user and system; 0 if it is gone."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def _status_kib(pid: int, name: str) -> int:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{name}:"):
                 return int(line.split()[1])
     return 0
 
