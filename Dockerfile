@@ -36,7 +36,9 @@ COPY web/ web/
 # Numeric, so a runtime can tell it is not root without reading /etc/passwd.
 USER 10001:10001
 
-EXPOSE 8000
+# 9100: every process's Prometheus metrics (ANONCHAT_METRICS_PORT's default); the
+# gateway's API is 8000.
+EXPOSE 8000 9100
 CMD ["python", "-m", "uvicorn", "gateway.app:create_app", "--factory", "--host", "0.0.0.0", \
      "--port", "8000", "--no-access-log", "--no-server-header", \
      "--http", "common.serving:GuardedHttpProtocol", "--log-level", "warning"]

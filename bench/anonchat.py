@@ -41,7 +41,7 @@ from bench.wrk import Load
 from message_service.persistence.queued import PENDING_KEY, QUEUE_NAME, STORED_CHANNEL
 from message_service.persistence.rq_layout import queue_key
 from stack import infra
-from stack.processes import StackConfig, free_port, paused, stack_processes
+from stack.processes import StackConfig, free_port, paused, process_names, stack_processes
 
 SUSTAINED_SECONDS = 20
 PROBE_INTERVAL_MS = 20
@@ -132,6 +132,8 @@ def stack_config(
         user_service_port=free_port(),
         message_service_port=free_port(),
         workers=2,
+        # Measured as operators run it: every process serving its metrics.
+        metrics_ports={name: free_port() for name in process_names(2)},
         # The workers' status file goes with the scratch folder rather than stay in /tmp.
         environment=STACK_ENVIRONMENT
         | {"WORKER_STATUS_FILE": str(scratch / "worker-status")}

@@ -13,6 +13,7 @@ from common.errors import install_error_handlers
 from common.health import HEALTH_PATHS, Check, health_router
 from common.internal import InternalAuthMiddleware
 from common.logging import configure_logging
+from common.metrics import HttpMetricsMiddleware, serve_metrics
 from common.settings import ServiceSettings
 
 
@@ -22,6 +23,7 @@ class Lifespan(Protocol):
 
 def build_app(
     *,
+    service: str,
     title: str,
     settings: ServiceSettings,
     lifespan: Lifespan,
@@ -30,11 +32,14 @@ def build_app(
     internal: bool = True,
     **fastapi_options: Any,
 ) -> FastAPI:
-    """A FastAPI app with the error shape, the health probes and, for services behind the
-    gateway, the internal-token check. ``lifespan`` builds what the routes use (with the
-    same ``settings``) and keeps it on ``app.state`` as one typed object."""
+    """A FastAPI app with the error shape, the health probes, request metrics (served on
+    the metrics port while the app runs) and, for services behind the gateway, the
+    internal-token check. ``lifespan`` builds what the routes use (with the same
+    ``settings``) and keeps it on ``app.state`` as one typed object."""
     configure_logging(settings.log_level)
-    app = FastAPI(title=title, lifespan=_frozen_after(lifespan), **fastapi_options)
+    app = FastAPI(
+        title=title, lifespan=_frozen_after(_metrics_served(lifespan, settings)), **fastapi_options
+    )
     install_error_handlers(app)
     app.include_router(health_router(checks))
     for router in routers:
@@ -45,7 +50,24 @@ def build_app(
             token=settings.internal_token.get_secret_value(),
             open_paths=HEALTH_PATHS,
         )
+    # Outermost of these, so that requests refused by the token check are counted too.
+    app.add_middleware(HttpMetricsMiddleware, service=service)
     return app
+
+
+def _metrics_served(lifespan: Lifespan, settings: ServiceSettings) -> Lifespan:
+    """``lifespan``, with the metrics port open while it runs."""
+
+    @asynccontextmanager
+    async def served(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app):
+            stop = serve_metrics(settings.metrics_port, settings.metrics_host)
+            try:
+                yield
+            finally:
+                stop()
+
+    return served
 
 
 def _frozen_after(lifespan: Lifespan) -> Lifespan:

@@ -22,6 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Send
 
+from common.metrics import dependency_error
+
 log = logging.getLogger(__name__)
 
 
@@ -198,11 +200,13 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     lost = isinstance(exc, OperationalError | InterfaceError | PoolTimeout)
     if isinstance(exc, DBAPIError) and not lost and not exc.connection_invalidated:
         return await _unexpected_error(request, exc)
+    dependency_error("postgres")
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
     return unavailable("the database")
 
 
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    dependency_error("redis")
     log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
     return unavailable("the message store")
 

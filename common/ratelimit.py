@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from pydantic_settings import NoDecode
 
 from common.errors import TooManyRequests
+from common.metrics import RATE_LIMIT_REFUSALS
 
 KEY_PREFIX = "anonchat:rate:"
 
@@ -64,7 +65,9 @@ RateSetting = Annotated[Rate, NoDecode, BeforeValidator(_parse)]
 
 
 def too_many(what: str, wait_ms: int) -> TooManyRequests:
-    """The 429 for a request refused for ``wait_ms`` more milliseconds."""
+    """The 429 for a request refused for ``wait_ms`` more milliseconds (counted in the
+    refusals metric under ``what``)."""
+    RATE_LIMIT_REFUSALS.labels(what).inc()
     seconds = max(1, math.ceil(wait_ms / 1000))
     return TooManyRequests(
         f"too many {what}, retry in {seconds} s", headers={"Retry-After": str(seconds)}

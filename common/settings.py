@@ -31,6 +31,12 @@ class ServiceSettings(BaseSettings):
         SecretStr(DEV_PLACEHOLDER), validation_alias=shared("INTERNAL_TOKEN")
     )
     log_level: str = Field("INFO", validation_alias=shared("LOG_LEVEL"))
+    # Where this process serves its Prometheus metrics (common/metrics.py); 0 serves none.
+    # Several processes on one host each need a port of their own (the run command counts
+    # them on from this one).
+    metrics_port: int = Field(9100, ge=0, le=65535, validation_alias=shared("METRICS_PORT"))
+    # Containers (compose, the Kubernetes manifests) set 0.0.0.0, for Prometheus.
+    metrics_host: str = Field("127.0.0.1", validation_alias=shared("METRICS_HOST"))
 
     def secrets(self) -> dict[str, SecretStr]:
         """The secrets that must not keep their development placeholder in production."""

@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the gateway."""
     settings = settings or get_settings()
     app = build_app(
+        service="gateway",
         title="anonchat",
         description=DESCRIPTION,
         version="1.0.0",

@@ -11,6 +11,7 @@ from fastapi import Request
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from common.metrics import dependency_error
 from common.ratelimit import GCRA_LUA, KEY_PREFIX, Rate, too_many
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class RateLimiter:
                 keys=[self.prefix + key], args=[rate.interval_ms, rate.burst_ms]
             )
         except RedisError:
+            dependency_error("redis")
             log.warning("rate limit %s not checked: Redis unavailable", key, exc_info=True)
             return
         if wait_ms:

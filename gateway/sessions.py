@@ -17,6 +17,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from common.metrics import dependency_error
 from common.sessions import ENDED_CHANNEL, ended_since
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class EndedSessions:
             try:
                 await self._look()
             except (RedisError, OSError) as exc:
+                dependency_error("redis")
                 log.warning("ended sessions not read (Redis unavailable): %s", exc)
             await asyncio.sleep(self.poll_seconds)
 
@@ -90,5 +92,6 @@ class EndedSessions:
                         session_id = data.decode() if isinstance(data, bytes) else str(data)
                         self._note(session_id, time.time() * 1000)
             except (RedisError, OSError) as exc:
+                dependency_error("redis")
                 log.warning("ended sessions not heard (Redis unavailable): %s", exc)
                 await asyncio.sleep(self.poll_seconds)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from fastapi import Response
+from prometheus_client import Gauge
 from starlette.responses import StreamingResponse
 
 from common.errors import ServiceUnavailable, UpstreamTimeout
@@ -20,6 +21,9 @@ from common.sse import STREAM_HEADERS, reauthenticate
 SILENT_UPSTREAM_SECONDS = 60.0
 _REFUSAL_HEADERS = ("content-type", "retry-after")
 SESSION_ENDED = "the session has ended: log in again"
+OPEN_STREAMS = Gauge(
+    "anonchat_open_event_streams", "Event streams (GET /events) this gateway is forwarding now."
+)
 
 
 @dataclass(eq=False)
@@ -98,6 +102,7 @@ class Streams:
     async def _forward(self, stream: _Open) -> AsyncIterator[bytes]:
         """The upstream's events as they come; the stream ends where the upstream's does
         (the client reconnects with its Last-Event-ID)."""
+        OPEN_STREAMS.inc()
         try:
             while True:
                 try:
@@ -110,6 +115,7 @@ class Streams:
             if stream.ended:
                 yield reauthenticate(SESSION_ENDED)
         finally:
+            OPEN_STREAMS.dec()
             stream.upstream.close()
             if stream.session_id is not None:
                 mine = self._by_session.get(stream.session_id, set())

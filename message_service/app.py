@@ -10,6 +10,7 @@ import aiohttp
 import redis
 import redis.asyncio
 from fastapi import FastAPI, Request
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from common.app import build_app
@@ -19,6 +20,7 @@ from message_service.config import Settings, get_settings
 from message_service.enqueue import Batcher, JobOptions, MessageQueue
 from message_service.idempotency import StoredSends
 from message_service.ids import IdAllocator
+from message_service.metrics import QueueCollector
 from message_service.routes import events, messages, privacy
 from message_service.state import MessageService, current
 from message_service.stream import Hub
@@ -76,11 +78,16 @@ async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         batcher=batcher,
         hub=hub,
     )
+    collector = QueueCollector(queue.queue)
+    if settings.metrics_port:
+        REGISTRY.register(collector)
     batcher.start()
     await hub.start()
     try:
         yield
     finally:
+        if settings.metrics_port:
+            REGISTRY.unregister(collector)
         await hub.stop()
         await batcher.stop()
         await http.close()
@@ -101,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build message_service."""
     settings = settings or get_settings()
     return build_app(
+        service="message_service",
         title="anonchat message_service",
         settings=settings,
         lifespan=partial(lifespan, settings=settings),

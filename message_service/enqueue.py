@@ -29,7 +29,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from common.errors import Conflict, ServiceUnavailable
+from common.metrics import dependency_error
 from common.ratelimit import GCRA_LUA, Rate, too_many
+from message_service.metrics import MESSAGES_QUEUED
 from message_service.persistence.queued import (
     PENDING_KEY,
     QUEUE_NAME,
@@ -310,12 +312,15 @@ class Batcher:
         try:
             _, outcomes = await asyncio.to_thread(self.queue.enqueue, rest)
         except RedisError as exc:
+            dependency_error("redis")
             log.warning("could not enqueue %d messages: %s", len(rest), exc)
             for send in rest:
                 error = ServiceUnavailable(UNAVAILABLE)
                 error.__cause__ = exc
                 _settle(send, error)
             return
+        queued = sum(isinstance(o, Accepted) and not o.replayed for o in outcomes)
+        MESSAGES_QUEUED.inc(queued)
         for send, outcome in zip(rest, outcomes, strict=True):
             _settle(send, outcome)
 

@@ -35,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.errors import TooManyRequests
+from common.metrics import dependency_error
 from common.schemas import MessageRead
 from common.sse import comment, reauthenticate
 from message_service.persistence.queued import ERASED_CHANNEL, STORED_CHANNEL
@@ -229,6 +230,7 @@ class Hub:
                         else:
                             self._wake.set()
             except (RedisError, OSError) as exc:
+                dependency_error("redis")
                 log.warning("stream announcements lost (%s); the hub polls meanwhile", exc)
                 await asyncio.sleep(RESUBSCRIBE_SECONDS)
 

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 
 from stack import databases, infra, servers
-from stack.processes import StackConfig, free_port, stack_processes
+from stack.processes import StackConfig, free_port, numbered_metrics_ports, stack_processes
 from stack.supervisor import Supervisor
 
 
@@ -37,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=int(os.environ.get("ANONCHAT_WORKERS", "2")),
         help="how many worker processes (ANONCHAT_WORKERS, default 2)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("ANONCHAT_METRICS_PORT", "9100")),
+        help="the first process's metrics port, the next ones' counted on from it "
+        "(ANONCHAT_METRICS_PORT, default 9100; 0: no metrics)",
     )
     parser.add_argument(
         "--throwaway",
@@ -91,6 +98,7 @@ def _run(args: argparse.Namespace, postgres_url: str, redis_url: str) -> int:
         user_service_port=free_port(),
         message_service_port=free_port(),
         workers=args.workers,
+        metrics_ports=numbered_metrics_ports(args.metrics_port, args.workers),
     )
     supervisor = Supervisor(stack_processes(config), sys.stdout)
     gateway = f"http://127.0.0.1:{args.port}"
@@ -101,6 +109,8 @@ def _run(args: argparse.Namespace, postgres_url: str, redis_url: str) -> int:
         if not announced and _ready(f"{gateway}/readyz"):
             announced = True
             supervisor.say("anonchat", f"ready, the gateway answers on {gateway}")
+            for name, port in config.metrics_ports.items():
+                supervisor.say(name, f"metrics on http://127.0.0.1:{port}/metrics")
 
     return supervisor.run(every_second=announce_once_ready)
 

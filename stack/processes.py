@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# A process started here serves metrics only where its environment names a port: two
+# on one host cannot share the default one.
+NO_METRICS = {"ANONCHAT_METRICS_PORT": "0"}
 
 
 @dataclass(frozen=True)
@@ -28,12 +32,22 @@ class Process:
     health_url: str | None = None
 
 
+# Ports for servers are picked below Linux's ephemeral range (32768-60999), from which the
+# kernel gives outgoing connections their local port: a port picked there can be taken by
+# some client's connection before the server binds it.
+SERVER_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    while True:
+        port = random.choice(SERVER_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def uvicorn(name: str, app: str, port: int, env: Mapping[str, str]) -> Process:
@@ -60,7 +74,7 @@ def uvicorn(name: str, app: str, port: int, env: Mapping[str, str]) -> Process:
         "--log-level",
         "warning",
     ]
-    return Process(name, argv, env, f"http://127.0.0.1:{port}/healthz")
+    return Process(name, argv, {**NO_METRICS, **env}, f"http://127.0.0.1:{port}/healthz")
 
 
 @dataclass(frozen=True)
@@ -75,12 +89,39 @@ class StackConfig:
     message_service_port: int
     workers: int = 1
     environment: Mapping[str, str] = field(default_factory=dict)
+    # Each process's metrics port, by process name (see process_names); those not named
+    # serve no metrics.
+    metrics_ports: Mapping[str, int] = field(default_factory=dict)
+
+
+def process_names(workers: int) -> list[str]:
+    """The names of the stack's processes, in the order they start."""
+    return [
+        "user_service",
+        "message_service",
+        *(f"worker.{n}" for n in range(1, workers + 1)),
+        "gateway",
+    ]
+
+
+def numbered_metrics_ports(first: int, workers: int) -> dict[str, int]:
+    """Metrics ports for the stack on one host: ``first`` for the first process, the next
+    for the next, and so on (0: none serves metrics)."""
+    if first == 0:
+        return {}
+    return {name: first + n for n, name in enumerate(process_names(workers))}
+
+
+def _metrics(config: StackConfig, name: str) -> dict[str, str]:
+    """The environment that gives process ``name`` its metrics port, or none."""
+    return {"ANONCHAT_METRICS_PORT": str(config.metrics_ports.get(name, 0))}
 
 
 def worker(name: str, config: StackConfig) -> Process:
     """One RQ worker process on the messages queue."""
     env = {
         **config.environment,
+        **_metrics(config, name),
         "WORKER_DATABASE_URL": config.messages_database_url,
         "WORKER_REDIS_URL": config.redis_url,
     }
@@ -99,6 +140,7 @@ def stack_processes(config: StackConfig) -> list[Process]:
             config.user_service_port,
             {
                 **shared,
+                **_metrics(config, "user_service"),
                 "USER_SERVICE_DATABASE_URL": config.users_database_url,
                 "USER_SERVICE_REDIS_URL": config.redis_url,
                 "USER_SERVICE_MESSAGE_SERVICE_URL": messages_url,
@@ -110,6 +152,7 @@ def stack_processes(config: StackConfig) -> list[Process]:
             config.message_service_port,
             {
                 **shared,
+                **_metrics(config, "message_service"),
                 "MESSAGE_SERVICE_DATABASE_URL": config.messages_database_url,
                 "MESSAGE_SERVICE_REDIS_URL": config.redis_url,
                 "MESSAGE_SERVICE_USER_SERVICE_URL": users_url,
@@ -122,6 +165,7 @@ def stack_processes(config: StackConfig) -> list[Process]:
             config.gateway_port,
             {
                 **shared,
+                **_metrics(config, "gateway"),
                 "GATEWAY_USER_SERVICE_URL": users_url,
                 "GATEWAY_MESSAGE_SERVICE_URL": messages_url,
                 "GATEWAY_REDIS_URL": config.redis_url,

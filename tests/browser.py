@@ -156,3 +156,21 @@ class Person:
 
     def user_button(self, name: str) -> Locator:
         return self.page.locator(f'#users button:has(.name:text-is("{name}"))')
+
+    def message(self, text: str) -> Locator:
+        """The message in the open conversation whose text is ``text``."""
+        return self.page.locator(f'#messages .message:has(.text:text-is("{text}"))')
+
+    def settings(self) -> Locator:
+        """The settings dialog, opened from the header bar."""
+        self.page.get_by_role("button", name="Settings").click()
+        dialog = self.page.get_by_role("dialog", name="Settings")
+        expect(dialog).to_be_visible()
+        return dialog
+
+    def confirm(self, answer: str) -> None:
+        """Answer the confirmation the page asks with its button ``answer``."""
+        dialog = self.page.locator("#confirm")
+        expect(dialog).to_be_visible()
+        dialog.get_by_role("button", name=answer, exact=True).click()
+        expect(dialog).to_be_hidden()

@@ -71,12 +71,15 @@ def logs(container_id: str, lines: int = 20) -> str:
 
 
 def base_images() -> list[str]:
-    """The images the build starts from and the services run as they are."""
+    """The images the build starts from and the services a plain ``up`` runs as they are
+    (a profile's, never started by the tests, are left out)."""
     dockerfile = DOCKERFILE.read_text()
     images = re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.MULTILINE)
     images += re.findall(r"^COPY\s+--from=(\S+)", dockerfile, flags=re.MULTILINE)
     services: dict[str, dict[str, Any]] = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
-    images += [svc["image"] for svc in services.values() if "build" not in svc]
+    images += [
+        svc["image"] for svc in services.values() if "build" not in svc and not svc.get("profiles")
+    ]
     return sorted(set(images))
 
 

@@ -48,6 +48,7 @@ SETTINGS = {
 # One-shot steps: they run to completion before the services that need them start.
 MIGRATIONS = {"user_migrate", "message_migrate"}
 PUBLIC_SERVICE = "gateway"
+OBSERVABILITY = {"prometheus", "grafana"}
 REQUIRED_VARIABLE = re.compile(r"\$\{(\w+):\?[^}]*\}")
 
 
@@ -62,6 +63,11 @@ def services() -> dict[str, dict[str, Any]]:
     """Every service of the compose file, by name."""
     found: dict[str, dict[str, Any]] = compose()["services"]
     return found
+
+
+def in_profile(profile: str) -> set[str]:
+    """The services only ``--profile <profile>`` starts."""
+    return {name for name, svc in services().items() if profile in svc.get("profiles", [])}
 
 
 def long_running() -> list[str]:
@@ -208,7 +214,9 @@ def test_data_lives_in_named_volumes() -> None:
 
 
 def test_only_the_gateway_publishes_a_port() -> None:
-    publishing = {name for name, svc in services().items() if svc.get("ports")}
+    publishing = {
+        name for name, svc in services().items() if svc.get("ports") and not svc.get("profiles")
+    }
     assert publishing == {PUBLIC_SERVICE}
     # The host port is ANONCHAT_GATEWAY_PORT (8000 unless set), the container's the one
     # the gateway's uvicorn listens on.
@@ -312,3 +320,36 @@ def test_env_example_lists_every_variable_a_service_reads() -> None:
         for variable in env_names(cls, name, field)
     }
     assert read - listed == set()
+
+
+def test_prometheus_and_grafana_come_only_with_the_observability_profile() -> None:
+    assert in_profile("observability") == OBSERVABILITY
+    profiled = {name for name, svc in services().items() if svc.get("profiles")}
+    assert profiled == OBSERVABILITY, "a plain `up` must start what it always started"
+
+
+@pytest.mark.parametrize("service", sorted(OBSERVABILITY))
+def test_an_observability_service_runs_a_pinned_image_and_publishes_on_loopback(
+    service: str,
+) -> None:
+    image = services()[service]["image"]
+    name, _, tag = image.partition(":")
+    assert name in {"prom/prometheus", "grafana/grafana"}, image
+    assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{service}: {image} is not pinned"
+    for mapping in services()[service]["ports"]:
+        assert str(mapping).startswith("127.0.0.1:"), (
+            f"{service} publishes {mapping} beyond this host"
+        )
+
+
+def test_prometheus_scrapes_every_process_at_any_scale() -> None:
+    config = yaml.safe_load((ROOT / "deploy/observability/prometheus/prometheus.yml").read_text())
+    scraped = {}
+    for job in config["scrape_configs"]:
+        for sd in job.get("dns_sd_configs", []):
+            scraped.update(dict.fromkeys(sd["names"], sd["port"]))
+    # Every process's container (each worker replica's too, found by the service's name).
+    assert scraped == dict.fromkeys(set(SETTINGS) - MIGRATIONS, 9100)
+    env = {name: environment(name) for name in scraped}
+    for name, variables in env.items():
+        assert variables.get("ANONCHAT_METRICS_PORT", "9100") == "9100", name

@@ -77,8 +77,11 @@ def cmdline(pid: int) -> list[str]:
 
 def run_command(port: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANONCHAT_")}
+    argv = [sys.executable, "-m", "stack", "--throwaway", "--port", str(port), "--workers", "1"]
+    # No metrics: the ports counted on from 9100 may be taken on a shared machine.
+    argv += ["--metrics-port", "0"]
     return subprocess.Popen(
-        [sys.executable, "-m", "stack", "--throwaway", "--port", str(port), "--workers", "1"],
+        argv,
         cwd=ROOT,
         env={**env, "ANONCHAT_LOG_LEVEL": "WARNING"},
         stdout=subprocess.PIPE,

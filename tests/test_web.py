@@ -10,6 +10,7 @@ import signal
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +78,15 @@ def user_named(gateway: httpx.Client, name: str) -> User:
     return User(found[0]["id"], name, headers)
 
 
-def stored_contents(gateway: httpx.Client, reader: User, other: User) -> list[str]:
-    listed = gateway.get(
+def stored_messages(gateway: httpx.Client, reader: User, other: User) -> list[dict[str, Any]]:
+    listed: list[dict[str, Any]] = gateway.get(
         "/get_messages", params={"with_user": other.id, "limit": 1000}, headers=reader.headers
     ).json()
-    return [m["content"] for m in listed]
+    return listed
+
+
+def stored_contents(gateway: httpx.Client, reader: User, other: User) -> list[str]:
+    return [m["content"] for m in stored_messages(gateway, reader, other)]
 
 
 @contextmanager
@@ -150,13 +155,20 @@ def test_own_messages_show_queued_then_stored(
     expect(state).to_have_text(["Stored"])
 
 
-def test_unread_counts_per_conversation(people: People, gateway: httpx.Client) -> None:
+def test_unread_counts_come_from_the_server_and_clear_on_open(
+    people: People, gateway: httpx.Client
+) -> None:
     anna, carol = new_user(gateway), new_user(gateway)
+    send(gateway, anna, carol.id, "to carol, before")
     person = people()
     name = signed_up(person)
     me = user_named(gateway, name)
+    send(gateway, anna, me.id, "before the page looked")
+    # Counted by the server: a reload reads them from GET /conversations.
+    person.page.reload()
+    person.signed_in(name)
+    expect(person.user_button(anna.name)).to_have_accessible_name(f"{anna.name}, 1 unread")
     person.talk_to(carol.name)
-    send(gateway, anna, me.id, "one")
     send(gateway, anna, me.id, "two")
     send(gateway, carol, me.id, "in the open conversation")
     person.page.get_by_label("Find someone").fill("")
@@ -173,12 +185,26 @@ def test_unread_counts_per_conversation(people: People, gateway: httpx.Client) -
     expect(first_two[1]).to_have_text(anna.name)
     person.talk_to(anna.name)
     expect(person.user_button(anna.name)).to_have_accessible_name(anna.name)
-    # What was read stays read after a reload.
+    expect(person.page).to_have_title("anonchat")
+    # The server was told: its counts are cleared too, and stay so after a reload.
+    assert eventually(lambda: unread_counts(gateway, me) == {anna.id: 0, carol.id: 0})
     person.page.reload()
     person.signed_in(name)
-    expect(person.page.locator("#messages .text")).to_have_text(["one", "two"])
+    expect(person.page.locator("#messages .text")).to_have_text(["before the page looked", "two"])
     expect(person.user_button(anna.name)).to_have_accessible_name(anna.name)
     expect(person.page).to_have_title("anonchat")
+
+
+def sends_receipts(gateway: httpx.Client, user: User) -> bool:
+    me = gateway.get("/me", headers=user.headers)
+    assert me.status_code == 200, me.text
+    return bool(me.json()["read_receipts"])
+
+
+def unread_counts(gateway: httpx.Client, user: User) -> dict[int, int]:
+    listed = gateway.get("/conversations", headers=user.headers)
+    assert listed.status_code == 200, listed.text
+    return {c["user_id"]: c["unread"] for c in listed.json()}
 
 
 def test_a_reload_keeps_the_session_and_the_history(people: People, gateway: httpx.Client) -> None:
@@ -397,30 +423,43 @@ def test_rate_limits_say_how_long_to_wait(
         expect(alert).to_have_text(re.compile(r"^Too many login attempts: try again in \d+ s\.$"))
 
 
-def test_older_messages_come_as_one_scrolls_up(people: People, gateway: httpx.Client) -> None:
+def test_older_pages_come_as_one_scrolls_up_without_a_gap_or_a_duplicate(
+    people: People, gateway: httpx.Client
+) -> None:
     other = new_user(gateway)
     person = people()
     me = user_named(gateway, signed_up(person))
     for n in range(120):
         send(gateway, other, me.id, f"message {n}")
     eventually(lambda: len(stored_contents(gateway, me, other)) == 120)
+    requested: list[str] = []
+    person.page.on(
+        "request", lambda r: requested.append(r.url) if "/get_messages" in r.url else None
+    )
     person.talk_to(other.name)
     texts = person.page.locator("#messages .text")
     expect(texts).to_have_count(50)
     expect(texts.last).to_have_text("message 119")
     expect(texts.last).to_be_in_viewport()
+    # Live while the history pages in: it joins once, at the end.
+    send(gateway, other, me.id, "live")
+    expect(texts.last).to_have_text("live")
     log = person.page.locator("#log")
     log.evaluate("log => log.scrollTo(0, 0)")
-    expect(texts).to_have_count(100)
+    expect(texts).to_have_count(101)
     expect(texts.first).to_have_text("message 20")
     # The view stays where one was reading, not at the new top.
     expect(person.page.get_by_text("message 70", exact=True)).to_be_in_viewport()
     # From the keyboard: the log takes focus, and Home scrolls it to the top.
     person.page.get_by_role("log").focus()
     person.page.keyboard.press("Home")
-    expect(texts).to_have_count(120)
-    expect(texts.first).to_have_text("message 0")
+    expect(texts).to_have_count(121)
     expect(person.page.get_by_role("button", name="Show older messages")).to_be_hidden()
+    assert texts.all_text_contents() == [f"message {n}" for n in range(120)] + ["live"]
+    # The newest page first, then each older page the one before named (Link rel="prev").
+    assert len(requested) == 3
+    assert "before=9223372036854775807" in requested[0]
+    assert all("before=" in url for url in requested)
 
 
 def test_the_keyboard_alone_is_enough(people: People, gateway: httpx.Client) -> None:
@@ -453,7 +492,10 @@ def test_the_keyboard_alone_is_enough(people: People, gateway: httpx.Client) -> 
     assert person.texts() == ["typed, not clicked\non two lines"]
     expect(page.get_by_label("Message", exact=True)).to_have_value("")
     expect(page.get_by_label("Message", exact=True)).to_be_focused()
-    # The log itself takes focus, so that it scrolls from the keyboard.
+    # Back from the composer: the own message's Delete button, then the log itself,
+    # which takes focus so that it scrolls from the keyboard.
+    keyboard.press("Shift+Tab")
+    expect(page.locator(".message.mine").get_by_role("button", name="Delete")).to_be_focused()
     keyboard.press("Shift+Tab")
     expect(page.get_by_role("log")).to_be_focused()
 
@@ -473,9 +515,188 @@ def test_a_phone_width_window_shows_one_pane_at_a_time(
     expect(page.locator(".message.mine .state")).to_have_text(["Stored"])
     expect(page.get_by_role("button", name="Send")).to_be_in_viewport()
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    expect(page.locator("#conversation").get_by_role("button", name="Block")).to_be_in_viewport()
     page.get_by_role("button", name="People").click()
     expect(conversation).to_be_hidden()
     expect(person.user_button(other.name)).to_be_focused()
+    # Settings fit too, scrolled within the dialog.
+    settings = person.settings()
+    close = settings.get_by_role("button", name="Close")
+    close.scroll_into_view_if_needed()
+    expect(close).to_be_in_viewport()
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    close.click()
+    expect(settings).to_be_hidden()
+
+
+def chatting(people: People, gateway: httpx.Client) -> tuple[Person, Person, User, User]:
+    """Two people signed in through the page, each with the other's conversation open."""
+    anna, boris = people(), people()
+    anna_name, boris_name = signed_up(anna), signed_up(boris)
+    anna.talk_to(boris_name)
+    boris.talk_to(anna_name)
+    return anna, boris, user_named(gateway, anna_name), user_named(gateway, boris_name)
+
+
+def test_deleting_a_message_removes_it_live_on_both_sides(
+    people: People, gateway: httpx.Client
+) -> None:
+    anna, boris, anna_user, boris_user = chatting(people, gateway)
+    anna.write("meant to stay")
+    anna.write("taken back")
+    for person in (anna, boris):
+        expect(person.page.locator("#messages .text")).to_have_text(["meant to stay", "taken back"])
+    expect(anna.message("taken back").locator(".state")).to_have_text("Stored")
+    # Only one's own messages can be taken back.
+    expect(boris.page.locator("#messages").get_by_role("button", name="Delete")).to_have_count(0)
+    delete = anna.message("taken back").get_by_role("button", name="Delete")
+    expect(delete).to_have_accessible_description("taken back")
+    # From the keyboard, and asked first: Escape keeps the message.
+    delete.focus()
+    anna.page.keyboard.press("Enter")
+    expect(anna.page.locator("#confirm")).to_be_visible()
+    expect(anna.page.locator("#confirm").get_by_role("button", name="Cancel")).to_be_focused()
+    anna.page.keyboard.press("Escape")
+    expect(anna.page.locator("#confirm")).to_be_hidden()
+    expect(delete).to_be_focused()
+    delete.click()
+    anna.confirm("Delete")
+    for person in (anna, boris):
+        expect(person.page.locator("#messages .text")).to_have_text(["meant to stay"])
+    assert stored_contents(gateway, boris_user, anna_user) == ["meant to stay"]
+    boris.page.reload()
+    expect(boris.page.locator("#messages .text")).to_have_text(["meant to stay"])
+
+
+def test_a_blocked_person_s_messages_never_reach_the_page(
+    people: People, gateway: httpx.Client
+) -> None:
+    anna, boris, anna_user, boris_user = chatting(people, gateway)
+    carol = new_user(gateway)
+    anna.write("before the block")
+    expect(boris.page.locator("#messages .text")).to_have_text(["before the block"])
+    boris.page.locator("#conversation").get_by_role("button", name="Block", exact=True).click()
+    expect(boris.page.locator("#peer-note")).to_have_text(
+        f"You block {anna_user.name}: what they send does not reach you."
+    )
+    expect(boris.user_button(anna_user.name)).to_have_accessible_name(f"{anna_user.name}, blocked")
+    anna.write("after the block")
+    # The sender sees nothing unusual.
+    expect(anna.message("after the block").locator(".state")).to_have_text("Stored")
+    expect(anna.page.get_by_role("alert")).to_be_empty()
+    # Once something sent later has reached Boris, the blocked message would have too.
+    send(gateway, carol, boris_user.id, "sent after it")
+    boris.page.get_by_label("Find someone").fill("")
+    expect(boris.user_button(carol.name)).to_have_accessible_name(f"{carol.name}, 1 unread")
+    expect(boris.page.locator("#messages .text")).to_have_text(["before the block"])
+    expect(boris.user_button(anna_user.name)).to_have_accessible_name(f"{anna_user.name}, blocked")
+    # Writing to someone one blocks says what to do, in words.
+    boris.write("hello?")
+    expect(boris.message("hello?").locator(".state")).to_have_text(
+        "Failed: You block this user: unblock them first."
+    )
+    assert '{"' not in boris.page.locator("body").inner_text()
+    # Whom one blocks, in settings, where one unblocks them.
+    settings = boris.settings()
+    unblock = settings.get_by_role("button", name=f"Unblock {anna_user.name}")
+    expect(settings.locator("#blocked li")).to_have_text([re.compile(anna_user.name)])
+    unblock.click()
+    expect(settings.locator("#blocked li")).to_have_count(0)
+    expect(settings.get_by_text("You block no one.")).to_be_visible()
+    expect(settings.get_by_role("button", name="Close")).to_be_focused()
+    boris.page.keyboard.press("Escape")
+    expect(settings).to_be_hidden()
+    expect(
+        boris.page.locator("#conversation").get_by_role("button", name="Block", exact=True)
+    ).to_be_visible()
+    assert gateway.get("/blocks", headers=boris_user.headers).json() == []
+    anna.write("after the unblock")
+    # (A failed send stays last, where it can be read and copied.)
+    expect(boris.page.locator("#messages .text")).to_have_text(
+        ["before the block", "after the unblock", "hello?"]
+    )
+
+
+def test_read_receipts_show_read_live_when_both_send_them(
+    people: People, gateway: httpx.Client
+) -> None:
+    anna, boris, anna_user, boris_user = chatting(people, gateway)
+    for person, user in ((anna, anna_user), (boris, boris_user)):
+        settings = person.settings()
+        receipts = settings.get_by_label("Send and show read receipts")
+        expect(receipts).not_to_be_checked()
+        receipts.check()
+        assert eventually(partial(sends_receipts, gateway, user))
+        settings.get_by_role("button", name="Close").click()
+        expect(settings).to_be_hidden()
+    # Boris has the conversation open: what Anna writes is read as it arrives.
+    anna.write("read at once")
+    expect(anna.message("read at once").locator(".state")).to_have_text("Read")
+    # Boris looks elsewhere: stored, unread, until he opens it again.
+    carol = new_user(gateway)
+    boris.talk_to(carol.name)
+    anna.write("read later")
+    expect(anna.message("read later").locator(".state")).to_have_text("Stored")
+    boris.page.get_by_label("Find someone").fill("")
+    expect(boris.user_button(anna_user.name)).to_have_accessible_name(f"{anna_user.name}, 1 unread")
+    boris.talk_to(anna_user.name)
+    expect(anna.message("read later").locator(".state")).to_have_text("Read")
+    # What the server keeps (read_at) shows after a reload.
+    anna.page.reload()
+    expect(anna.page.locator(".message.mine .state")).to_have_text(["Read", "Read"])
+
+
+def test_read_receipts_are_off_by_default_and_then_shown_to_no_one(
+    people: People, gateway: httpx.Client
+) -> None:
+    anna, boris, anna_user, boris_user = chatting(people, gateway)
+    expect(anna.settings().get_by_label("Send and show read receipts")).not_to_be_checked()
+    anna.page.keyboard.press("Escape")
+    anna.write("no receipt for this")
+    expect(boris.page.locator("#messages .text")).to_have_text(["no receipt for this"])
+    # Boris has read it (the server counts it read), but sends no receipts.
+    assert eventually(lambda: unread_counts(gateway, boris_user) == {anna_user.id: 0})
+    listed = stored_messages(gateway, anna_user, boris_user)
+    assert [m["read_at"] for m in listed] == [None]
+    anna.page.reload()
+    expect(anna.message("no receipt for this").locator(".state")).to_have_text("Stored")
+
+
+def test_deleting_the_account_signs_out_and_the_partner_sees_a_deleted_account(
+    people: People, gateway: httpx.Client
+) -> None:
+    anna, boris, anna_user, boris_user = chatting(people, gateway)
+    anna.write("from anna")
+    boris.write("from boris")
+    expect(anna.page.locator("#messages .text")).to_have_text(["from anna", "from boris"])
+    settings = anna.settings()
+    password = settings.get_by_label("Your password")
+    password.fill("not the password")
+    settings.get_by_role("button", name="Delete account").click()
+    anna.confirm("Delete account")
+    expect(settings.get_by_role("alert")).to_have_text("Wrong password.")
+    expect(password).to_be_focused()
+    password.fill(PASSWORD)
+    settings.get_by_role("button", name="Delete account").click()
+    anna.confirm("Cancel")
+    expect(settings).to_be_visible()
+    settings.get_by_role("button", name="Delete account").click()
+    anna.confirm("Delete account")
+    # Back at the login screen with nothing of the account left in the page.
+    expect(anna.page.get_by_role("button", name="Log in")).to_be_visible()
+    expect(anna.page.get_by_role("alert")).to_have_text("Your account is deleted.")
+    assert anna.page.evaluate("sessionStorage.length") == 0
+    assert anna.page.locator("#messages li, #users li, #blocked li").count() == 0
+    assert gateway.get(f"/users/{anna_user.id}", headers=boris_user.headers).status_code == 404
+    # Boris: what Anna sent goes, his own stays, and she is a deleted account.
+    expect(boris.page.locator("#peer")).to_have_text("deleted account")
+    expect(boris.page.locator("#messages .text")).to_have_text(["from boris"])
+    expect(boris.page.locator("#messages .message.theirs")).to_have_count(0)
+    expect(boris.page.get_by_label("Message", exact=True)).to_be_disabled()
+    boris.page.reload()
+    expect(boris.page.locator("#peer")).to_have_text("deleted account")
+    expect(boris.user_button("deleted account")).to_be_visible()
+    expect(boris.page.locator("#messages .text")).to_have_text(["from boris"])
 
 
 def serious(violations: list[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
@@ -507,3 +728,6 @@ def test_axe_finds_no_serious_accessibility_violation(
     expect(page.locator(".message.mine .state")).to_have_text(["Stored"])
     chat = axe.run(page).response
     assert serious(chat["violations"]) == []
+    person.settings()
+    settings = axe.run(page).response
+    assert serious(settings["violations"]) == []

@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build user_service."""
     settings = settings or get_settings()
     return build_app(
+        service="user_service",
         title="anonchat user_service",
         settings=settings,
         lifespan=partial(lifespan, settings=settings),

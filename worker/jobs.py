@@ -26,6 +26,7 @@ from rq import get_current_job
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import DBAPIError
 
+from common.metrics import dependency_error
 from message_service.persistence.queued import (
     IDEMPOTENCY_MARGIN_SECONDS,
     PENDING_KEY,
@@ -42,6 +43,7 @@ from message_service.persistence.store import (
     stored_among,
     take_cursor_lock,
 )
+from worker import metrics
 from worker.config import Settings
 
 log = logging.getLogger(__name__)
@@ -153,6 +155,7 @@ def persist_batch(batch: str) -> int:
     candidates = [*own, *_earlier_in_conversations(redis, own.values())]
     outcome = _store_waiting(context, redis, candidates, set(own)) if candidates else _Outcome()
     _after_commit(redis, outcome, own)
+    metrics.stored(m.entry for m in outcome.handled if m.id in outcome.cursors)
     refused = [message.id for message in outcome.refused if message.id in own]
     if refused:
         # The list stays for a retry or a requeue, which finds only these still pending.
@@ -198,6 +201,7 @@ def _store_waiting(
         except DBAPIError as exc:
             if not unreachable(exc):
                 raise
+            dependency_error("postgres")
             if waiting_since is None:
                 waiting_since = time.monotonic()
                 log.warning("waiting for the database: %s", exc.orig)

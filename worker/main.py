@@ -23,11 +23,12 @@ from rq.serializers import JSONSerializer
 
 from common.lifetime import die_with_parent
 from common.logging import configure_logging
+from common.metrics import dependency_error, serve_metrics
 from message_service.persistence.queued import QUEUE_NAME
 from message_service.persistence.rq_layout import forget_dead_executions
 
 # Jobs name worker.jobs by dotted path; importing it here spares the first job the cost.
-from worker import jobs
+from worker import jobs, metrics
 from worker.check import OK, StatusFile
 from worker.config import get_settings
 
@@ -73,7 +74,9 @@ class MessageWorker(SimpleWorker):
         forget_dead_executions(self.connection, job.id)
         self.context.keep_alive = lambda: self.maintain_heartbeats(job)
         try:
-            return bool(super().perform_job(job, queue))
+            finished = bool(super().perform_job(job, queue))
+            metrics.JOBS.labels("finished" if finished else "failed").inc()
+            return finished
         finally:
             self.context.keep_alive = lambda: None
 
@@ -110,6 +113,7 @@ def main() -> None:
     """
     settings = get_settings()
     configure_logging(settings.log_level)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     context = jobs.JobContext(settings=settings, engine=jobs.create_database_engine(settings))
     os.register_at_fork(after_in_child=lambda: _in_forked_child(context))
     delay = REDIS_RETRY_SECONDS
@@ -123,6 +127,7 @@ def main() -> None:
             worker.work(with_scheduler=True, logging_level=settings.log_level)
             return
         except (RedisConnectionError, RedisTimeoutError):
+            dependency_error("redis")
             log.warning("lost Redis; a new worker starts in %.0f s", delay, exc_info=True)
             # RQ's handlers would ask a dead worker to stop: while waiting, a signal
             # ends the process at once (no job is running).

@@ -292,3 +292,138 @@ def test_every_command_has_help(person):
         shown = someone.ok(name, "--help")
         assert shown.startswith(f"Usage: anonchat {name}")
         assert "--server URL" in shown
+
+
+def until(check: Callable[[], str | None], what: str) -> str:
+    """What ``check`` returns once it returns something, polled until TIMEOUT."""
+    deadline = time.monotonic() + TIMEOUT
+    while (found := check()) is None:
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+    return found
+
+
+def shown(someone: Person, text: str, *args: str) -> str:
+    """The line with ``text`` that ``anonchat ARGS`` shows, once it does (once stored)."""
+
+    def line() -> str | None:
+        return next((x for x in someone.ok(*args).splitlines() if text in x), None)
+
+    return until(line, f"{text!r} not shown by {args}")
+
+
+def sent_id(someone: Person, to: Person, text: str) -> int:
+    return int(json.loads(someone.ok("send", to.name, text, "--json"))["id"])
+
+
+def test_delete_a_message_and_who_may_not(person):
+    alice, bob, carol = person().register(), person().register(), person().register()
+    oops = sent_id(alice, bob, "oops, wrong person")
+    assert shown(bob, "oops", "inbox").lstrip().startswith(f"{oops}  ")
+
+    by_receiver = bob.run("delete", str(oops))
+    assert by_receiver.returncode == 1
+    assert "only its sender can delete a message" in one_error_line(by_receiver)
+    by_stranger = carol.run("delete", str(oops))
+    assert by_stranger.returncode == 1
+    one_error_line(by_stranger)
+    for bad in ("0", "first", str(2**63)):
+        assert alice.run("delete", bad).returncode == 2
+
+    assert f"message {oops} deleted" in alice.ok("delete", str(oops))
+    assert "oops" not in bob.ok("inbox")
+    again = alice.run("delete", str(oops))
+    assert again.returncode == 1
+    one_error_line(again)
+
+
+def test_block_unblock_and_blocks(person):
+    alice, bob = person().register(), person().register()
+    assert f"{alice.name} is blocked" in bob.ok("block", alice.name.upper())
+    [listed] = [json.loads(line) for line in bob.ok("blocks", "--json").splitlines()]
+    assert listed["username"] == alice.name
+    assert bob.ok("blocks").startswith(f"{alice.name}  blocked since ")
+
+    refused = bob.run("send", alice.name, "hello?")
+    assert refused.returncode == 1
+    assert "unblock" in one_error_line(refused)
+    unknown = bob.run("block", "nobody_" + alice.name)
+    assert unknown.returncode == 1
+    assert one_error_line(unknown) == f"anonchat: no user named 'nobody_{alice.name}'"
+
+    alice.ok("send", bob.name, "you will not see this")
+    shown(alice, "you will not see this", "inbox", "--with", bob.name)  # stored
+    assert "you will not see this" not in bob.ok("inbox")
+    assert f"{alice.name} is no longer blocked" in bob.ok("unblock", alice.name)
+    assert bob.ok("blocks") == ""
+    alice.ok("send", bob.name, "now you do")
+    assert shown(bob, "now you do", "inbox", "--with", alice.name).endswith(
+        f"{alice.name}: now you do"
+    )
+
+
+def test_receipts_read_and_deleted_shown_live_in_the_chat(person):
+    alice, bob = person().register(), person().register()
+    assert alice.ok("receipts") == "read receipts are off\n"
+    assert alice.ok("receipts", "on") == "read receipts are on\n"
+    assert json.loads(bob.ok("receipts", "on", "--json")) == {"read_receipts": True}
+    assert alice.run("receipts", "maybe").returncode == 2
+
+    at_alice = alice.start("chat", bob.name)
+    at_bob = bob.start("chat", alice.name)
+    at_alice.type("are you there?")
+    at_bob.expect("are you there?")  # shown to bob, so marked read
+    assert f"✓ read by {bob.name} up to: are you there?" in at_alice.expect("✓ read by")
+
+    question = json.loads(shown(alice, "are you there?", "inbox", "--with", bob.name, "--json"))
+    assert question["read_at"] is not None
+    assert shown(alice, "are you there?", "inbox").endswith("are you there?  ✓ read")
+    alice.ok("delete", str(question["id"]))
+    for side in (at_alice, at_bob):
+        assert side.expect("[deleted]").endswith(f"  {alice.name}: are you there?")
+    assert at_alice.leave() == at_bob.leave() == 0
+    assert at_alice.errors == at_bob.errors == []
+
+
+def test_inbox_shows_the_last_messages_and_the_unread_counts(person):
+    alice, bob = person().register(), person().register()
+    for n in range(3):
+        alice.ok("send", bob.name, f"number {n}")
+    shown(alice, "number 2", "inbox")  # stored
+    unread = json.loads(bob.ok("inbox", "--conversations", "--json"))
+    assert (unread["username"], unread["unread"]) == (alice.name, 3)
+    assert bob.ok("inbox", "-c").strip() == f"3 unread  {alice.name}"
+
+    last_two = bob.ok("inbox", "--with", alice.name, "--last", "2").splitlines()
+    assert [line.rsplit(": ", 1)[1] for line in last_two] == ["number 1", "number 2"]
+    assert bob.ok("inbox", "-c").strip() == f"0 unread  {alice.name}"
+    assert bob.run("inbox", "-c", "--with", alice.name).returncode == 2
+    assert bob.run("inbox", "--last", "-1").returncode == 2
+
+
+def test_delete_account_asks_needs_the_password_and_leaves_a_deleted_account(person, server):
+    alice, bob = person().register(), person().register()
+    bob.ok("send", alice.name, "hello alice")
+    shown(bob, "hello alice", "inbox")  # stored
+
+    kept = alice.run("delete-account", "--password-stdin", input="n\n")
+    assert kept.returncode == 1
+    assert kept.stderr.rstrip().endswith("anonchat: nothing erased")
+    wrong = alice.run("delete-account", "--yes", "--password-stdin", input="not it\n")
+    assert wrong.returncode == 3
+    assert "wrong password" in one_error_line(wrong)
+    assert "hello alice" in alice.ok("inbox")
+
+    erased = alice.ok("delete-account", "--password-stdin", input=f"y\n{PASSWORD}\n")
+    assert f"account {alice.name} erased" in erased
+    assert server not in json.loads(alice.credentials.read_text())["servers"]
+    after = alice.run("users")
+    assert after.returncode == 3
+    assert "not logged in" in one_error_line(after)
+
+    line = shown(bob, "deleted account: hello alice", "inbox")
+    assert line.endswith(f"{bob.name} → deleted account: hello alice")
+    assert bob.ok("inbox", "-c").strip() == "0 unread  deleted account"
+    [message] = [json.loads(x) for x in bob.ok("inbox", "--json").splitlines()]
+    assert message["receiver"] is None
+    assert alice.run("login", alice.name, "--password-stdin", input=PASSWORD + "\n").returncode == 3

@@ -9,6 +9,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -17,8 +18,10 @@ from anonchat_client import (
     AnonchatError,
     Client,
     CredentialsFile,
+    DeletedEvent,
     MessageEvent,
     RateLimited,
+    ReadEvent,
     ServerUnreachable,
     Session,
     SessionExpired,
@@ -280,6 +283,23 @@ async def test_the_stream_resumes_after_the_last_event_and_never_repeats_one(scr
     events = await either.take("events", 3)
     assert all(isinstance(e, MessageEvent) for e in events)
     assert [(e.cursor, e.message.content) for e in events] == [(1, "one"), (2, "two"), (3, "three")]
+    assert resumed_after == [None, "2"]
+
+
+def told(cursor: int, name: str, data: dict[str, object]) -> str:
+    return f"id: {cursor}\nevent: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+async def test_deleted_and_read_events_are_typed_and_never_repeated(scripted):
+    deleted = told(2, "deleted", {"id": 10, "sender_id": 1, "receiver_id": 2})
+    read = told(3, "read", {"reader_id": 2, "up_to": 1, "read_at": "2026-12-01T22:30:00Z"})
+    handle, resumed_after = streams(event(1, "one") + deleted, deleted + read)
+    either, _ = scripted(handle, session=session())
+    events = await either.take("events", 3)
+    assert events[1:] == [
+        DeletedEvent(2, id=10, sender_id=1, receiver_id=2),
+        ReadEvent(3, reader_id=2, up_to=1, read_at=datetime(2026, 12, 1, 22, 30, tzinfo=UTC)),
+    ]
     assert resumed_after == [None, "2"]
 
 

@@ -37,6 +37,7 @@ async def gateway(silent_upstream: str, unit_redis_url: str) -> AsyncIterator[ht
         message_service_url=silent_upstream,
         upstream_timeout=0.5,
         max_body_bytes=2048,
+        metrics_port=0,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -173,7 +174,9 @@ async def test_a_silent_upstream_is_504_within_the_timeout(silent_upstream: str)
 
 
 async def test_cors_opens_only_to_the_configured_origins(unit_redis_url: str) -> None:
-    settings = Settings(redis_url=unit_redis_url, cors_origins=["https://chat.example"])
+    settings = Settings(
+        redis_url=unit_redis_url, cors_origins=["https://chat.example"], metrics_port=0
+    )
     app = create_app(settings)
     preflight = {"Access-Control-Request-Method": "POST"}
     async with (

@@ -32,6 +32,7 @@ def user_settings(users_database_url: str, unit_redis_url: str) -> UserSettings:
         argon2_time_cost=FAST_HASHING["argon2_time_cost"],
         argon2_memory_cost_kib=FAST_HASHING["argon2_memory_cost_kib"],
         argon2_parallelism=FAST_HASHING["argon2_parallelism"],
+        metrics_port=0,
     )
 
 
@@ -74,6 +75,7 @@ def message_settings(messages_database_url: str, unit_redis_url: str) -> Message
         user_service_url=f"http://127.0.0.1:{free_port()}",
         id_block_size=100,
         retry_intervals=[],
+        metrics_port=0,
     )
 
 

@@ -14,6 +14,7 @@ import pytest
 from stack.processes import (
     StackConfig,
     free_port,
+    process_names,
     spawn,
     stack_processes,
     stop,
@@ -40,7 +41,9 @@ class RunningStack:
 
 
 def stack_config_for_tests(users_url: str, messages_url: str, redis_url: str) -> StackConfig:
-    """A stack for tests: two workers, free ports, quick recovery, no rate limits."""
+    """A stack for tests: two workers, free ports (metrics ports too), quick recovery, no
+    rate limits."""
+    workers = 2
     return StackConfig(
         users_database_url=users_url,
         messages_database_url=messages_url,
@@ -48,7 +51,8 @@ def stack_config_for_tests(users_url: str, messages_url: str, redis_url: str) ->
         gateway_port=free_port(),
         user_service_port=free_port(),
         message_service_port=free_port(),
-        workers=2,
+        workers=workers,
+        metrics_ports={name: free_port() for name in process_names(workers)},
         environment={
             "ANONCHAT_INTERNAL_TOKEN": INTERNAL_TOKEN,
             "ANONCHAT_JWT_SECRET": JWT_SECRET,

@@ -1,11 +1,13 @@
 // The public API on the page's own origin, and what its refusals mean in words.
 //
-// The session (the token, who is signed in, what has been read) lives in memory and in
+// The session (the token, who is signed in, the open conversation) lives in memory and in
 // sessionStorage: a reload keeps it in this tab, another tab or a closed browser asks to
 // log in again, and logging out forgets it. The token only ever travels in the
 // Authorization header, never in a URL, and it is never logged.
 
 const SESSION_KEY = "anonchat.session";
+// The largest cursor: `before` it is the newest page of a conversation.
+const NEWEST = "9223372036854775807";
 
 export class ApiError extends Error {
   constructor(words, { status = 0, code = "", retryAfter = null } = {}) {
@@ -44,6 +46,7 @@ function seconds(response) {
 // What a refused request means to the person who made it.
 function words(action, status, body, retryAfter) {
   if (status === 401 && action === "login") return "Wrong name or password.";
+  if (status === 401 && action === "erase") return "Wrong password.";
   if (status === 409 && action === "register") {
     const detail = String(body?.detail ?? "");
     if (detail.includes("looks too much like")) {
@@ -100,8 +103,10 @@ export class Api {
     return { Authorization: `Bearer ${this.session.token}` };
   }
 
-  // One request; the answer's JSON, or an ApiError in words. `action` picks the words.
-  async request(method, path, { body, headers = {}, action = "", auth = true, renewed = false } = {}) {
+  // One request; the answer's JSON, or an ApiError in words. `action` picks the words;
+  // `keepalive` lets it finish when the page is left (a reload, a closed tab).
+  async request(method, path, options = {}) {
+    const { body, headers = {}, action = "", auth = true, keepalive = false, renewed = false } = options;
     const sent = { ...headers };
     if (body !== undefined) sent["Content-Type"] = "application/json";
     let response;
@@ -113,15 +118,17 @@ export class Api {
         body: body === undefined ? undefined : JSON.stringify(body),
         cache: "no-store",
         credentials: "omit",
+        keepalive,
       });
     } catch {
       throw new ApiError("Cannot reach anonchat: check the connection.");
     }
-    if (response.status === 401 && auth) {
-      // An expired access token: renew it once, then try again with the new one.
+    if (response.status === 401 && auth && refusesToken(response)) {
+      // An expired access token: renew it once, then try again with the new one. (A 401
+      // without the Bearer challenge refuses something else, such as a wrong password.)
       if (renewed) this.endSession();
       await this.renew();
-      return this.request(method, path, { body, headers, action, auth, renewed: true });
+      return this.request(method, path, { ...options, renewed: true });
     }
     const text = await response.text();
     let parsed = null;
@@ -217,15 +224,60 @@ export class Api {
     }
   }
 
-  // One page of a conversation, oldest first, after `cursor`; `next` is where the
-  // following page starts, null after the last.
-  async conversationPage(withUser, cursor, limit) {
-    const { body, headers } = await this.request(
-      "GET",
-      `/get_messages?with_user=${withUser}&limit=${limit}&cursor=${cursor}`,
-    );
-    const more = (headers.get("Link") ?? "").includes('rel="next"');
-    return { messages: body, next: more ? Number(headers.get("X-Next-Cursor")) : null };
+  // The newest page of a conversation (oldest first), or the page `path` names; `older`
+  // is the path of the page before it (its Link rel="prev"), null at the first message.
+  async historyPage(withUser, limit, path = null) {
+    const first = `/get_messages?with_user=${withUser}&limit=${limit}&before=${NEWEST}`;
+    const { body, headers } = await this.request("GET", path ?? first);
+    return { messages: body, older: linked(headers.get("Link"), "prev") };
+  }
+
+  // The caller's conversations, the latest first: [{user_id, last_cursor, unread}].
+  async conversations() {
+    return (await this.request("GET", "/conversations?limit=1000")).body;
+  }
+
+  markRead(userId, upTo) {
+    return this.request("POST", `/conversations/${userId}/read`, {
+      body: { up_to: upTo },
+      keepalive: true,
+    });
+  }
+
+  deleteMessage(id) {
+    return this.request("DELETE", `/messages/${id}`);
+  }
+
+  // The account, or null for one that is gone (erased).
+  async user(id) {
+    try {
+      return (await this.request("GET", `/users/${id}`)).body;
+    } catch (error) {
+      if (error.status === 404) return null;
+      throw error;
+    }
+  }
+
+  async blocks() {
+    return (await this.request("GET", "/blocks")).body;
+  }
+
+  block(userId, blocked) {
+    return this.request(blocked ? "PUT" : "DELETE", `/blocks/${userId}`);
+  }
+
+  async me() {
+    return (await this.request("GET", "/me")).body;
+  }
+
+  async setReadReceipts(on) {
+    return (await this.request("PATCH", "/me", { body: { read_receipts: on } })).body;
+  }
+
+  // Erases the account (DELETE /me with the password) and forgets the session.
+  async erase(password) {
+    await this.request("DELETE", "/me", { body: { password }, action: "erase" });
+    this.forget();
   }
 
   send(receiverId, content, key) {
@@ -235,6 +287,24 @@ export class Api {
       action: "send",
     });
   }
+}
+
+// A 401 that refuses the access token says so with a Bearer challenge.
+function refusesToken(response) {
+  return /^Bearer\b/i.test(response.headers.get("WWW-Authenticate") ?? "");
+}
+
+// The path and query a Link header names for `rel`, else null: asked of this origin
+// whatever host the server put in it (behind a proxy it may name its own).
+function linked(link, rel) {
+  for (const part of (link ?? "").split(",")) {
+    const match = part.match(/<([^>]*)>\s*;\s*rel="([^"]*)"/);
+    if (match && match[2].split(" ").includes(rel)) {
+      const url = new URL(match[1], location.href);
+      return url.pathname + url.search;
+    }
+  }
+  return null;
 }
 
 // A random key for Idempotency-Key. crypto.randomUUID exists only in secure contexts, and

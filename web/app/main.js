@@ -1,26 +1,29 @@
-// The chat page: sign in, the people, one open conversation, the composer.
+// The chat page: sign in, the people, one open conversation, the composer, settings.
 //
-// What the page knows comes from three places: GET /get_users (names), the event stream
-// (every message of the caller's, from the first, then live: who they talk to and what
-// is unread) and GET /get_messages (the open conversation's history).
+// What the page knows comes from the API: GET /get_users (names), GET /conversations
+// (who one talks to, what is unread), GET /blocks and GET /me (whom one blocks, read
+// receipts), GET /get_messages (the open conversation, its newest page first, older ones
+// as one scrolls up) and the event stream from the latest cursor on (messages, deletions,
+// read receipts, live).
 
 import { Api, loadSession, randomKey } from "./api.js";
 import { EventStream } from "./stream.js";
 import { el, reconcile, setText, when } from "./view.js";
 
-// Messages added to the view at a time, at the start and each time one scrolls up.
-const SHOWN = 50;
-// A conversation's history comes in pages of this many (the API's largest).
-const HISTORY_PAGE = 1000;
+// Messages read at a time: the newest page on opening, an older one at each scroll up.
+const PAGE = 50;
 // The people list shows at most this many names; the search box narrows it.
 const LISTED = 100;
 const MAX_RETRY_MS = 30_000;
+// How a partner whose account was erased is named.
+const GONE = "deleted account";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   connection: $("connection"),
   account: $("account"),
   me: $("me"),
+  openSettings: $("open-settings"),
   logout: $("logout"),
   signinView: $("signin-view"),
   signin: $("signin"),
@@ -33,6 +36,9 @@ const ui = {
   usersNote: $("users-note"),
   back: $("back"),
   peer: $("peer"),
+  block: $("block"),
+  peerNote: $("peer-note"),
+  conversationError: $("conversation-error"),
   log: $("log"),
   older: $("older"),
   logNote: $("log-note"),
@@ -40,6 +46,18 @@ const ui = {
   composer: $("composer"),
   text: $("text"),
   send: $("send"),
+  settings: $("settings"),
+  receipts: $("receipts"),
+  blocked: $("blocked"),
+  blockedNote: $("blocked-note"),
+  erase: $("erase"),
+  erasePassword: $("erase-password"),
+  settingsError: $("settings-error"),
+  closeSettings: $("close-settings"),
+  confirm: $("confirm"),
+  confirmText: $("confirm-text"),
+  confirmYes: $("confirm-yes"),
+  confirmNo: $("confirm-no"),
 };
 
 const api = new Api(loadSession());
@@ -49,16 +67,26 @@ let chat = null;
 class Chat {
   constructor(session) {
     this.session = session;
-    session.read ??= {};
     this.me = session.me;
     this.users = new Map();
     this.lastUserId = 0;
-    // Per person talked to: the last cursor, the last cursor of the caller's own, unread.
+    // Partners whose account was erased (404 on /users/{id}).
+    this.gone = new Set();
+    this.lookingUp = new Set();
+    // Per person talked to: the last cursor, unread, the unread that came live (id to
+    // cursor), how far the page marked it read, how far they read one's own messages.
     this.peers = new Map();
+    this.blocked = new Set();
+    this.readReceipts = false;
     // Sends not yet seen stored, per receiver, in the order they were written.
     this.pending = new Map();
     // Own messages the stream showed stored before their 202 was read.
     this.storedEarly = new Set();
+    // Messages deleted while the page is open: a page of history read before the
+    // deletion, and answered after it, does not bring them back.
+    this.deleted = new Set();
+    this.syncing = null;
+    this.syncAgain = false;
     this.open = null;
     this.usersLoading = null;
     this.renders = null;
@@ -69,9 +97,28 @@ class Chat {
   }
 
   async start() {
-    await this.refreshUsers();
+    const [conversations] = await Promise.all([
+      api.conversations().catch((error) => {
+        setText(ui.usersNote, error.message);
+        return [];
+      }),
+      this.refreshUsers(),
+      this.loadBlocks(),
+      this.loadSettings(),
+    ]);
     if (chat !== this) return;
+    // The stream starts after the latest cursor the counts include: what it brings is new.
+    let latest = 0;
+    for (const { user_id: userId, last_cursor: last, unread } of conversations) {
+      const peer = this.peer(userId);
+      peer.last = last;
+      peer.unread = unread;
+      latest = Math.max(latest, last);
+      if (!this.users.has(userId)) this.lookUp(userId);
+    }
+    if (latest) this.stream.lastId = String(latest);
     this.stream.start();
+    this.renderUsers();
     if (this.session.open) await this.openConversation(this.session.open, { focus: false });
     else ui.search.focus();
   }
@@ -92,7 +139,7 @@ class Chat {
         if (this.users.has(this.me.id)) this.me.name = this.users.get(this.me.id).username;
         setText(ui.me, this.me.name);
         this.renderUsers();
-        if (this.open) setText(ui.peer, this.nameOf(this.open.peer));
+        this.renderHead();
       })
       .catch((error) => setText(ui.usersNote, error.message))
       .finally(() => {
@@ -101,14 +148,65 @@ class Chat {
     return this.usersLoading;
   }
 
+  // Whether someone's account is still there (and their name): one look per person at a
+  // time.
+  async lookUp(id) {
+    if (this.lookingUp.has(id) || this.gone.has(id)) return;
+    this.lookingUp.add(id);
+    try {
+      const user = await api.user(id);
+      if (chat !== this) return;
+      if (user) {
+        this.users.set(id, user);
+      } else {
+        this.users.delete(id);
+        this.gone.add(id);
+      }
+      this.renderUsers();
+      if (this.open?.peer === id) {
+        this.renderHead();
+        renderConversation(this);
+      }
+    } catch {
+      // Unreachable for now: the name waits for the next look.
+    } finally {
+      this.lookingUp.delete(id);
+    }
+  }
+
+  async loadBlocks() {
+    try {
+      const blocks = await api.blocks();
+      if (chat !== this) return;
+      this.blocked = new Set(blocks.map((block) => block.user_id));
+      for (const id of this.blocked) if (!this.users.has(id)) this.lookUp(id);
+    } catch (error) {
+      setText(ui.settingsError, error.message);
+    }
+    this.renderBlocked();
+    this.renderHead();
+  }
+
+  async loadSettings() {
+    try {
+      const me = await api.me();
+      if (chat !== this) return;
+      this.readReceipts = me.read_receipts;
+    } catch (error) {
+      setText(ui.settingsError, error.message);
+    }
+    ui.receipts.checked = this.readReceipts;
+  }
+
   nameOf(id) {
+    if (this.gone.has(id)) return GONE;
     return this.users.get(id)?.username ?? `user ${id}`;
   }
 
   peer(id) {
     let peer = this.peers.get(id);
     if (!peer) {
-      peer = { last: 0, lastSent: 0, unread: 0 };
+      peer = { last: 0, unread: 0, live: new Map(), marked: 0, theyRead: 0 };
       this.peers.set(id, peer);
     }
     return peer;
@@ -117,28 +215,91 @@ class Chat {
   onEvent({ event, data }) {
     if (event === "message") this.onMessage(data);
     else if (event === "failed") this.onFailed(data);
+    else if (event === "deleted") this.onDeleted(data);
+    else if (event === "read") this.onRead(data);
   }
 
   onMessage(message) {
+    if (this.deleted.has(message.id)) return;
     const mine = message.sender_id === this.me.id;
     const peerId = mine ? message.receiver_id : message.sender_id;
     const peer = this.peer(peerId);
+    const fresh = message.cursor > peer.last;
     peer.last = Math.max(peer.last, message.cursor);
     const open = this.open?.peer === peerId;
     if (mine) {
-      // Writing to someone means having read what they wrote before.
-      peer.lastSent = Math.max(peer.lastSent, message.cursor);
-      peer.unread = 0;
       if (!this.dropPending(peerId, message.id)) this.rememberStored(message.id);
-    } else if (!open && message.cursor > (this.session.read[peerId] ?? 0)) {
+    } else if (!open && fresh) {
+      peer.live.set(message.id, message.cursor);
       peer.unread += 1;
     }
-    if (!this.users.has(peerId)) this.refreshUsers();
+    if (!this.users.has(peerId)) this.lookUp(peerId);
     if (open) {
       this.open.add(message);
       this.markRead(peerId);
     }
     this.render({ conversation: open });
+  }
+
+  // A message its sender took back: gone from the view, the pending sends and the counts.
+  onDeleted({ id, sender_id: senderId, receiver_id: receiverId }) {
+    this.forgetMessage(id, senderId === this.me.id ? receiverId : senderId);
+    if (senderId === this.me.id) return;
+    const peer = this.peers.get(senderId);
+    if (peer?.live.delete(id)) peer.unread = Math.max(0, peer.unread - 1);
+    else if (peer?.unread) this.syncUnread();
+    // An erased account's messages go this way: is the account still there?
+    this.lookUp(senderId);
+  }
+
+  forgetMessage(id, peerId) {
+    this.deleted.add(id);
+    if (this.deleted.size > 10_000) this.deleted.delete(this.deleted.values().next().value);
+    this.dropPending(peerId, id);
+    const open = this.open?.peer === peerId;
+    if (open) this.open.remove(id);
+    this.render({ conversation: open });
+  }
+
+  // They read one's messages to them up to a cursor (both sides send receipts).
+  onRead({ reader_id: readerId, up_to: upTo }) {
+    const peer = this.peer(readerId);
+    peer.theyRead = Math.max(peer.theyRead, upTo);
+    this.renderIfOpen(readerId);
+  }
+
+  // The unread counts as the server has them, after a message counted before the page
+  // loaded was deleted; what came live since that answer was read is added to them.
+  syncUnread() {
+    if (this.syncing) {
+      this.syncAgain = true;
+      return;
+    }
+    this.syncing = api
+      .conversations()
+      .then((conversations) => {
+        if (chat !== this) return;
+        const listed = new Map(conversations.map((c) => [c.user_id, c]));
+        for (const [id, peer] of this.peers) {
+          const counted = listed.get(id);
+          if (this.open?.peer === id || (!counted && conversations.length >= 1000)) continue;
+          for (const [message, cursor] of peer.live) {
+            if (counted && cursor <= counted.last_cursor) peer.live.delete(message);
+          }
+          peer.unread = (counted?.unread ?? 0) + peer.live.size;
+        }
+        this.render();
+      })
+      .catch(() => {
+        // Unreachable for now: the counts stay as they are until the next deletion.
+      })
+      .finally(() => {
+        this.syncing = null;
+        if (this.syncAgain) {
+          this.syncAgain = false;
+          this.syncUnread();
+        }
+      });
   }
 
   // Renders once for all the events of a chunk of the stream (a reconnect may bring
@@ -179,45 +340,76 @@ class Chat {
     return true;
   }
 
+  // The open conversation is read up to its last cursor: no longer unread here, and the
+  // server told (its unread counts, and the sender's receipt when both send them).
   markRead(peerId) {
     const peer = this.peer(peerId);
     peer.unread = 0;
-    if (peer.last > (this.session.read[peerId] ?? 0)) {
-      this.session.read[peerId] = peer.last;
-      api.save();
-    }
+    peer.live.clear();
+    const upTo = peer.last;
+    if (upTo <= peer.marked) return;
+    peer.marked = upTo;
+    api.markRead(peerId, upTo).catch(() => {
+      if (peer.marked === upTo) peer.marked = 0;
+    });
   }
 
   async openConversation(peerId, { focus = true } = {}) {
     const conversation = new Conversation(peerId);
     this.open = conversation;
     this.session.open = peerId;
-    this.markRead(peerId);
     api.save();
     ui.chatView.classList.add("open");
-    setText(ui.peer, this.nameOf(peerId));
-    ui.text.disabled = false;
-    ui.send.disabled = false;
-    ui.text.placeholder = `Write to ${this.nameOf(peerId)}`;
+    setText(ui.conversationError, "");
+    this.renderHead();
+    this.markRead(peerId);
     renderConversation(this, { bottom: true });
     this.renderUsers();
     if (focus) ui.text.focus();
+    this.lookUp(peerId);
     try {
-      // The API pages forwards only: the whole history comes in, the newest part shows.
-      let cursor = 0;
-      while (cursor !== null && this.open === conversation) {
-        const page = await api.conversationPage(peerId, cursor, HISTORY_PAGE);
-        for (const message of page.messages) conversation.add(message);
-        cursor = page.next;
-      }
+      const page = await api.historyPage(peerId, PAGE);
+      if (this.open !== conversation) return;
+      this.addPage(conversation, page);
       conversation.loaded = true;
     } catch (error) {
       conversation.problem = error.message;
     }
     if (this.open === conversation) {
-      conversation.shown = Math.max(conversation.shown, Math.min(SHOWN, conversation.order.length));
       this.markRead(peerId);
       renderConversation(this, { bottom: true });
+    }
+  }
+
+  addPage(conversation, { messages, older }) {
+    const peer = this.peer(conversation.peer);
+    for (const message of messages) {
+      if (this.deleted.has(message.id)) continue;
+      conversation.add(message);
+      peer.last = Math.max(peer.last, message.cursor);
+    }
+    conversation.older = older;
+  }
+
+  // The page of history before the oldest shown, kept where one was reading.
+  async loadOlder() {
+    const conversation = this.open;
+    if (!conversation?.older || conversation.loading) return;
+    conversation.loading = true;
+    try {
+      const page = await api.historyPage(conversation.peer, PAGE, conversation.older);
+      if (this.open !== conversation) return;
+      const fromBottom = ui.log.scrollHeight - ui.log.scrollTop;
+      const hadFocus = document.activeElement === ui.older;
+      this.addPage(conversation, page);
+      renderConversation(this);
+      ui.log.scrollTop = ui.log.scrollHeight - fromBottom;
+      // The button goes once everything shows: focus stays in the log, not lost to the page.
+      if (hadFocus && ui.older.hidden) ui.log.focus();
+    } catch (error) {
+      setText(ui.conversationError, error.message);
+    } finally {
+      conversation.loading = false;
     }
   }
 
@@ -227,18 +419,119 @@ class Chat {
     this.session.open = null;
     api.save();
     ui.chatView.classList.remove("open");
-    setText(ui.peer, "Pick someone to talk to");
-    ui.text.disabled = true;
-    ui.send.disabled = true;
+    setText(ui.conversationError, "");
+    this.renderHead();
     renderConversation(this);
     this.renderUsers();
     ui.users.querySelector(`[data-user="${peerId}"]`)?.focus();
   }
 
+  // The conversation's header: whom it is with, blocking them, what that means.
+  renderHead() {
+    const peerId = this.open?.peer ?? null;
+    const gone = peerId !== null && this.gone.has(peerId);
+    const blocked = peerId !== null && this.blocked.has(peerId);
+    setText(ui.peer, peerId === null ? "Pick someone to talk to" : this.nameOf(peerId));
+    ui.block.hidden = peerId === null || peerId === this.me.id || gone;
+    setText(ui.block, blocked ? "Unblock" : "Block");
+    let note = "";
+    if (gone) note = "This account was deleted: nothing more can be sent to it.";
+    else if (blocked) note = `You block ${this.nameOf(peerId)}: what they send does not reach you.`;
+    setText(ui.peerNote, note);
+    ui.peerNote.hidden = !note;
+    const closed = peerId === null || gone;
+    ui.text.disabled = closed;
+    ui.send.disabled = closed;
+    ui.text.placeholder = closed ? "Write a message" : `Write to ${this.nameOf(peerId)}`;
+  }
+
+  async setBlocked(peerId, blocked) {
+    await api.block(peerId, blocked);
+    if (chat !== this) return;
+    if (blocked) this.blocked.add(peerId);
+    else this.blocked.delete(peerId);
+    this.renderHead();
+    this.renderUsers();
+    this.renderBlocked();
+  }
+
+  async toggleBlock() {
+    const peerId = this.open?.peer;
+    if (peerId === undefined) return;
+    setText(ui.conversationError, "");
+    ui.block.disabled = true;
+    try {
+      await this.setBlocked(peerId, !this.blocked.has(peerId));
+    } catch (error) {
+      setText(ui.conversationError, error.message);
+    } finally {
+      ui.block.disabled = false;
+    }
+  }
+
+  // Whom one blocks, in settings, each with a button to unblock them.
+  renderBlocked() {
+    const ids = [...this.blocked];
+    reconcile(ui.blocked, ids, {
+      key: (id) => id,
+      create: (id) => {
+        const button = el("button", { type: "button", class: "secondary", "data-unblock": id }, "Unblock");
+        return el("li", {}, el("span", { class: "name" }), button);
+      },
+      update: (item, id) => {
+        const [name, button] = item.children;
+        setText(name, this.nameOf(id));
+        button.setAttribute("aria-label", `Unblock ${this.nameOf(id)}`);
+      },
+    });
+    ui.blockedNote.hidden = ids.length > 0;
+  }
+
+  async unblockFromSettings(id) {
+    setText(ui.settingsError, "");
+    const buttons = [...ui.blocked.querySelectorAll("button")];
+    const next = buttons[buttons.findIndex((b) => b.dataset.unblock === String(id)) + 1];
+    try {
+      await this.setBlocked(id, false);
+      (next ?? ui.closeSettings).focus();
+    } catch (error) {
+      setText(ui.settingsError, error.message);
+    }
+  }
+
+  async setReadReceipts(on) {
+    setText(ui.settingsError, "");
+    try {
+      const me = await api.setReadReceipts(on);
+      this.readReceipts = me.read_receipts;
+    } catch (error) {
+      setText(ui.settingsError, error.message);
+    }
+    ui.receipts.checked = this.readReceipts;
+  }
+
+  // Takes one's own message back, for both sides, once one has said so.
+  async deleteOwn(id, peerId) {
+    if (!(await confirmed("Delete this message for both of you?", "Delete"))) return;
+    setText(ui.conversationError, "");
+    try {
+      await api.deleteMessage(id);
+    } catch (error) {
+      // A 404: it is gone already (deleted from another device).
+      if (error.status !== 404) {
+        setText(ui.conversationError, error.message);
+        return;
+      }
+    }
+    this.forgetMessage(id, peerId);
+    ui.log.focus();
+  }
+
   // The people list: those talked to most recently first, then everyone else by id.
   renderUsers() {
     const query = ui.search.value.trim().toLowerCase();
-    const matching = [...this.users.values()].filter(
+    const gone = [...this.gone].filter((id) => this.peers.has(id)).map((id) => ({ id, username: GONE }));
+    const matching = [...this.users.values(), ...gone].filter(
       (user) => !query || user.username.toLowerCase().includes(query),
     );
     const last = (user) => this.peers.get(user.id)?.last ?? 0;
@@ -248,19 +541,23 @@ class Chat {
       key: (user) => user.id,
       create: (user) => {
         const name = el("span", { class: "name" });
+        const tag = el("span", { class: "tag" }, "blocked");
         const badge = el("span", { class: "badge" });
-        const button = el("button", { type: "button", "data-user": user.id }, name, badge);
+        const button = el("button", { type: "button", "data-user": user.id }, name, tag, badge);
         button.addEventListener("click", () => this.openConversation(user.id));
         return el("li", {}, button);
       },
       update: (item, user) => {
         const button = item.firstChild;
-        const [name, badge] = button.children;
+        const [name, tag, badge] = button.children;
         setText(name, user.id === this.me.id ? `${user.username} (you)` : user.username);
+        const blocked = this.blocked.has(user.id);
+        tag.hidden = !blocked;
         const unread = this.peers.get(user.id)?.unread ?? 0;
         setText(badge, unread ? String(unread) : "");
         badge.hidden = !unread;
-        button.setAttribute("aria-label", unread ? `${user.username}, ${unread} unread` : user.username);
+        const label = [user.username, unread ? `${unread} unread` : "", blocked ? "blocked" : ""];
+        button.setAttribute("aria-label", label.filter(Boolean).join(", "));
         if (this.open?.peer === user.id) button.setAttribute("aria-current", "true");
         else button.removeAttribute("aria-current");
       },
@@ -293,7 +590,9 @@ class Chat {
         send.id = body.id;
         send.createdAt = body.created_at;
         send.state = "queued";
-        if (this.storedEarly.delete(body.id)) this.dropPending(send.receiverId, body.id);
+        if (this.storedEarly.delete(body.id) || this.deleted.has(body.id)) {
+          this.dropPending(send.receiverId, body.id);
+        }
         break;
       } catch (error) {
         if (chat !== this || error.code === "session_ended") return;
@@ -301,6 +600,7 @@ class Chat {
           send.state = "failed";
           send.reason = error.message;
           send.retryable = error.status === 429;
+          if (error.status === 404) this.lookUp(send.receiverId);
           break;
         }
         send.reason = navigator.onLine ? "Not sent yet: trying again…" : "Offline: it goes when the network is back.";
@@ -317,13 +617,15 @@ class Chat {
   }
 }
 
-// The open conversation's stored messages, by id and in cursor order.
+// The open conversation's stored messages, by id and in cursor order, and the path of
+// the page of history before them (null once the first message is in).
 class Conversation {
   constructor(peer) {
     this.peer = peer;
     this.byId = new Map();
     this.order = [];
-    this.shown = 0;
+    this.older = null;
+    this.loading = false;
     this.loaded = false;
     this.problem = "";
   }
@@ -335,9 +637,13 @@ class Conversation {
     let at = order.length;
     while (at > 0 && order[at - 1].cursor > message.cursor) at -= 1;
     order.splice(at, 0, message);
-    // A message arriving while the view is open joins what is shown, never pushes out
-    // what one is reading.
-    if (this.loaded) this.shown += 1;
+  }
+
+  remove(id) {
+    const message = this.byId.get(id);
+    if (!message) return;
+    this.byId.delete(id);
+    this.order.splice(this.order.indexOf(message), 1);
   }
 }
 
@@ -358,8 +664,15 @@ const STATES = {
   sending: "Sending…",
   queued: "Queued",
   stored: "Stored",
+  read: "Read",
   failed: "Failed",
 };
+
+// A stored message and the send that became it share one key (and so one node).
+function itemKey({ message, send }) {
+  if (message) return `m${message.id}`;
+  return send.id ? `m${send.id}` : `k${send.key}`;
+}
 
 function renderConversation(state, { bottom = false } = {}) {
   const conversation = state.open;
@@ -367,14 +680,15 @@ function renderConversation(state, { bottom = false } = {}) {
   const fromBottom = log.scrollHeight - log.scrollTop - log.clientHeight;
   let items = [];
   let note = "";
+  let theyRead = 0;
   if (conversation) {
-    const stored = conversation.order.slice(conversation.order.length - conversation.shown);
     const sends = (state.pending.get(conversation.peer) ?? []).map((send) => ({ send }));
-    items = [...stored.map((message) => ({ message })), ...sends];
+    items = [...conversation.order.map((message) => ({ message })), ...sends];
     if (conversation.problem) note = conversation.problem;
     else if (!conversation.loaded) note = "Loading the conversation…";
     else if (!items.length) note = `No messages with ${state.nameOf(conversation.peer)} yet: say hello.`;
-    ui.older.hidden = conversation.shown >= conversation.order.length;
+    ui.older.hidden = !conversation.older;
+    theyRead = state.peers.get(conversation.peer)?.theyRead ?? 0;
   } else {
     ui.older.hidden = true;
   }
@@ -383,21 +697,20 @@ function renderConversation(state, { bottom = false } = {}) {
   // While the history comes in, the log is not read out message by message.
   ui.log.setAttribute("aria-busy", String(Boolean(conversation && !conversation.loaded)));
   reconcile(ui.messages, items, {
-    key: ({ message, send }) => (message ? `m${message.id}` : send.id ? `m${send.id}` : `k${send.key}`),
-    create: () => {
-      const item = el(
+    key: itemKey,
+    create: (item) =>
+      el(
         "li",
         {},
         el("span", { class: "visually-hidden" }),
-        el("p", { class: "text" }),
+        el("p", { class: "text", id: `text-${itemKey(item)}` }),
         el("p", { class: "meta" }, el("time"), el("span", { class: "state" })),
-      );
-      return item;
-    },
+      ),
     update: (item, { message, send }) => {
       const senderId = message ? message.sender_id : state.me.id;
       const mine = senderId === state.me.id;
-      const status = message ? "stored" : send.state;
+      let status = message ? "stored" : send.state;
+      if (message && mine && (message.read_at || message.cursor <= theyRead)) status = "read";
       item.className = `message ${mine ? "mine" : "theirs"} ${status}`;
       const [who, text, meta] = item.children;
       setText(who, mine ? "You:" : `${state.nameOf(senderId)}:`);
@@ -409,7 +722,20 @@ function renderConversation(state, { bottom = false } = {}) {
       let words = mine ? STATES[status] : "";
       if (send?.reason) words = send.state === "failed" ? `Failed: ${send.reason}` : send.reason;
       setText(label, words);
-      let retry = item.querySelector("button");
+      // One's own message, once it has an id, can be taken back.
+      const id = message ? message.id : send.id;
+      let remove = meta.querySelector("button.delete");
+      if (mine && id !== null && status !== "failed") {
+        if (!remove) {
+          remove = el("button", { type: "button", class: "delete", "aria-describedby": text.id }, "Delete");
+          meta.append(remove);
+        }
+        remove.dataset.id = id;
+        remove.dataset.peer = conversation.peer;
+      } else {
+        remove?.remove();
+      }
+      let retry = item.querySelector("button.retry");
       if (send?.state === "failed" && send.retryable) {
         if (!retry) {
           retry = el("button", { type: "button", class: "retry" }, "Try again");
@@ -424,16 +750,24 @@ function renderConversation(state, { bottom = false } = {}) {
   if (bottom || fromBottom < 48) log.scrollTop = log.scrollHeight;
 }
 
-function showOlder() {
-  const conversation = chat?.open;
-  if (!conversation || conversation.shown >= conversation.order.length) return;
-  const fromBottom = ui.log.scrollHeight - ui.log.scrollTop;
-  conversation.shown = Math.min(conversation.order.length, conversation.shown + SHOWN);
-  const hadFocus = document.activeElement === ui.older;
-  renderConversation(chat);
-  ui.log.scrollTop = ui.log.scrollHeight - fromBottom;
-  // The button goes once everything shows: focus stays in the log, not lost to the page.
-  if (hadFocus && ui.older.hidden) ui.log.focus();
+// Asks in a modal dialog; true when the person chose `yes` (Escape and Cancel say no).
+function confirmed(question, yes) {
+  const before = document.activeElement;
+  setText(ui.confirmText, question);
+  setText(ui.confirmYes, yes);
+  ui.confirm.returnValue = "";
+  ui.confirm.showModal();
+  ui.confirmNo.focus();
+  return new Promise((resolve) => {
+    ui.confirm.addEventListener(
+      "close",
+      () => {
+        if (before?.isConnected) before.focus();
+        resolve(ui.confirm.returnValue === "yes");
+      },
+      { once: true },
+    );
+  });
 }
 
 const CONNECTION = {
@@ -478,11 +812,17 @@ async function showChat(session) {
 function leave(message = "") {
   chat?.stop();
   chat = null;
-  // Nothing of the session stays in the page: names and messages go with it.
-  reconcile(ui.users, [], { key: () => 0, create: () => null, update: () => {} });
-  reconcile(ui.messages, [], { key: () => 0, create: () => null, update: () => {} });
+  // Nothing of the session stays in the page: names, messages, settings go with it.
+  for (const list of [ui.users, ui.messages, ui.blocked]) {
+    reconcile(list, [], { key: () => 0, create: () => null, update: () => {} });
+  }
+  for (const dialog of [ui.confirm, ui.settings]) if (dialog.open) dialog.close();
   ui.chatView.classList.remove("open");
-  setText(ui.usersNote, "");
+  ui.receipts.checked = false;
+  ui.erasePassword.value = "";
+  ui.block.hidden = true;
+  ui.peerNote.hidden = true;
+  for (const node of [ui.usersNote, ui.conversationError, ui.settingsError, ui.peerNote]) setText(node, "");
   setText(ui.peer, "Pick someone to talk to");
   document.title = "anonchat";
   showSignin(message);
@@ -523,6 +863,9 @@ ui.logout.addEventListener("click", async () => {
 });
 
 api.onSessionEnd = () => {
+  // A renewal still on its way when the page left the session (logged out, account
+  // deleted) says nothing more.
+  if (!chat) return;
   api.forget();
   leave("Your session has ended: please log in again.");
 };
@@ -536,9 +879,49 @@ ui.search.addEventListener("input", () => {
 });
 
 ui.back.addEventListener("click", () => chat?.closeConversation());
-ui.older.addEventListener("click", showOlder);
+ui.block.addEventListener("click", () => chat?.toggleBlock());
+ui.older.addEventListener("click", () => chat?.loadOlder());
 ui.log.addEventListener("scroll", () => {
-  if (ui.log.scrollTop < 40) showOlder();
+  if (ui.log.scrollTop < 40) chat?.loadOlder();
+});
+ui.messages.addEventListener("click", (event) => {
+  const remove = event.target.closest("button.delete");
+  if (remove) chat?.deleteOwn(Number(remove.dataset.id), Number(remove.dataset.peer));
+});
+
+ui.openSettings.addEventListener("click", () => {
+  setText(ui.settingsError, "");
+  ui.settings.showModal();
+  chat?.loadBlocks();
+});
+ui.closeSettings.addEventListener("click", () => ui.settings.close());
+ui.receipts.addEventListener("change", () => chat?.setReadReceipts(ui.receipts.checked));
+ui.blocked.addEventListener("click", (event) => {
+  const unblock = event.target.closest("button[data-unblock]");
+  if (unblock) chat?.unblockFromSettings(Number(unblock.dataset.unblock));
+});
+ui.confirmYes.addEventListener("click", () => ui.confirm.close("yes"));
+ui.confirmNo.addEventListener("click", () => ui.confirm.close(""));
+
+ui.erase.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  setText(ui.settingsError, "");
+  const password = ui.erasePassword.value;
+  if (!password) {
+    setText(ui.settingsError, "Enter your password to delete the account.");
+    ui.erasePassword.focus();
+    return;
+  }
+  const question = "Delete your account for good? Every message you sent goes, for both sides.";
+  if (!(await confirmed(question, "Delete account"))) return;
+  try {
+    await api.erase(password);
+  } catch (error) {
+    setText(ui.settingsError, error.message);
+    ui.erasePassword.focus();
+    return;
+  }
+  leave("Your account is deleted.");
 });
 
 ui.text.addEventListener("keydown", (event) => {

@@ -13,7 +13,7 @@ from httpx_sse import EventSource, ServerSentEvent
 from anonchat_client import _effects as effects
 from anonchat_client._core import ClientBase
 from anonchat_client._effects import Op, Run
-from anonchat_client._models import Event, Message, Sent, Session, User
+from anonchat_client._models import Block, Conversation, Event, Me, Message, Sent, Session, User
 
 T = TypeVar("T")
 
@@ -94,15 +94,64 @@ class AsyncClient(ClientBase[httpx.AsyncBaseTransport]):
         op = self._core.send(to, content, deadline=deadline, key=key)
         return await self._run(op)
 
+    async def find_user(self, user: int | str) -> User | None:
+        """See :meth:`Client.find_user`."""
+        return await self._run(self._core.find_user(user))
+
     def messages(
-        self, with_user: int | str | None = None, *, after: int | None = None, page_size: int = 100
+        self,
+        with_user: int | str | None = None,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        newest_first: bool = False,
+        page_size: int = 100,
     ) -> AsyncIterator[Message]:
         """See :meth:`Client.messages`."""
-        return self._drive(Run(self._core.messages(with_user, after, page_size)))
+        op = self._core.messages(
+            with_user, after=after, before=before, newest_first=newest_first, page_size=page_size
+        )
+        return self._drive(Run(op))
 
     async def message(self, message_id: int) -> Message:
         """See :meth:`Client.message`."""
         return await self._run(self._core.message(message_id))
+
+    async def delete_message(self, message_id: int) -> None:
+        """See :meth:`Client.delete_message`."""
+        await self._run(self._core.delete_message(message_id))
+
+    async def block(self, user: int | str) -> None:
+        """See :meth:`Client.block`."""
+        await self._run(self._core.block(user))
+
+    async def unblock(self, user: int | str) -> None:
+        """See :meth:`Client.unblock`."""
+        await self._run(self._core.unblock(user))
+
+    async def blocks(self) -> list[Block]:
+        """See :meth:`Client.blocks`."""
+        return await self._run(self._core.blocks())
+
+    async def me(self) -> Me:
+        """See :meth:`Client.me`."""
+        return await self._run(self._core.me())
+
+    async def set_read_receipts(self, on: bool) -> Me:
+        """See :meth:`Client.set_read_receipts`."""
+        return await self._run(self._core.set_read_receipts(on))
+
+    async def delete_account(self, password: str) -> None:
+        """See :meth:`Client.delete_account`."""
+        await self._run(self._core.delete_account(password))
+
+    async def mark_read(self, with_user: int | str, up_to: int) -> None:
+        """See :meth:`Client.mark_read`."""
+        await self._run(self._core.mark_read(with_user, up_to))
+
+    async def conversations(self, *, limit: int = 100) -> list[Conversation]:
+        """See :meth:`Client.conversations`."""
+        return await self._run(self._core.conversations(limit))
 
     def events(self, cursor: int | None = None) -> AsyncIterator[Event]:
         """See :meth:`Client.events`."""

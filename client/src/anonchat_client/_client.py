@@ -14,7 +14,7 @@ from httpx_sse import EventSource, ServerSentEvent
 from anonchat_client import _effects as effects
 from anonchat_client._core import ClientBase
 from anonchat_client._effects import Op, Run
-from anonchat_client._models import Event, Message, Sent, Session, User
+from anonchat_client._models import Block, Conversation, Event, Me, Message, Sent, Session, User
 
 T = TypeVar("T")
 
@@ -87,30 +87,90 @@ class Client(ClientBase[httpx.BaseTransport]):
         """The user of that id; :class:`NotFound` if none."""
         return self._run(self._core.user_by_id(user_id))
 
+    def find_user(self, user: int | str) -> User | None:
+        """The user of that id or name; ``None`` if there is none: never registered, or
+        an account that was erased (show it as a deleted account)."""
+        return self._run(self._core.find_user(user))
+
     def send(
         self, to: int | str, content: str, *, deadline: float | None = None, key: str | None = None
     ) -> Sent:
         """Send ``content`` to a user (an id, or a name), retrying with the same
         ``Idempotency-Key`` for up to ``deadline`` seconds: stored once however often it
         is sent. The message is queued when this returns. ``key`` is the
-        Idempotency-Key (a new one if ``None``): give the same one to repeat a send."""
+        Idempotency-Key (a new one if ``None``): give the same one to repeat a send.
+        :class:`Conflict` if the caller blocks the receiver."""
         return self._run(self._core.send(to, content, deadline=deadline, key=key))
 
     def messages(
-        self, with_user: int | str | None = None, *, after: int | None = None, page_size: int = 100
+        self,
+        with_user: int | str | None = None,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        newest_first: bool = False,
+        page_size: int = 100,
     ) -> Iterator[Message]:
-        """The caller's messages (with one user, if given), oldest first, after the
-        cursor ``after``, page after page."""
-        return self._iterate(self._core.messages(with_user, after, page_size))
+        """The caller's messages (with one user, if given), page after page: oldest first,
+        after the cursor ``after``; or, with ``newest_first``, from the newest back (the
+        last ten are the first ten, and only their pages are read); ``before`` reads
+        back, newest first, from just before that cursor."""
+        op = self._core.messages(
+            with_user, after=after, before=before, newest_first=newest_first, page_size=page_size
+        )
+        return self._iterate(op)
 
     def message(self, message_id: int) -> Message:
         """One message of the caller's, with its ``status``."""
         return self._run(self._core.message(message_id))
 
+    def delete_message(self, message_id: int) -> None:
+        """Delete a message the caller sent, for both sides (stored or still queued);
+        :class:`Forbidden` for its receiver, :class:`NotFound` for anyone else."""
+        self._run(self._core.delete_message(message_id))
+
+    def block(self, user: int | str) -> None:
+        """Block a user (an id, or a name): what they send from now on never reaches the
+        caller, and the caller cannot send to them."""
+        self._run(self._core.block(user))
+
+    def unblock(self, user: int | str) -> None:
+        """Unblock a user; what they sent meanwhile stays unseen."""
+        self._run(self._core.unblock(user))
+
+    def blocks(self) -> list[Block]:
+        """Whom the caller blocks, oldest block first."""
+        return self._run(self._core.blocks())
+
+    def me(self) -> Me:
+        """The caller's account and preferences."""
+        return self._run(self._core.me())
+
+    def set_read_receipts(self, on: bool) -> Me:
+        """Send read receipts, and so see them (both sides need them on), or stop."""
+        return self._run(self._core.set_read_receipts(on))
+
+    def delete_account(self, password: str) -> None:
+        """Erase the caller's account (the password is asked once more): every session
+        ends, every message it sent is deleted for both sides. The session is forgotten.
+        :class:`Unauthorized` for a wrong password."""
+        self._run(self._core.delete_account(password))
+
+    def mark_read(self, with_user: int | str, up_to: int) -> None:
+        """The caller has read its conversation with a user up to the cursor ``up_to``
+        (its unread counts follow; with read receipts on, the other side is told)."""
+        self._run(self._core.mark_read(with_user, up_to))
+
+    def conversations(self, *, limit: int = 100) -> list[Conversation]:
+        """The caller's conversations, the latest first, with their unread counts."""
+        return self._run(self._core.conversations(limit))
+
     def events(self, cursor: int | None = None) -> Iterator[Event]:
         """The caller's events after ``cursor`` (from the beginning if ``None``), then
-        live, for ever: the stream is resumed after the last event whenever it ends or
-        fails (backing off up to 30 s), and no event is handed on twice."""
+        live, for ever: :class:`MessageEvent`, :class:`FailedEvent`,
+        :class:`DeletedEvent`, :class:`ReadEvent` (else :class:`OtherEvent`). The stream
+        is resumed after the last event whenever it ends or fails (backing off up to
+        30 s), and no event is handed on twice."""
         return self._iterate(self._core.events(cursor))
 
     def _run(self, op: Op[T]) -> T:

@@ -36,7 +36,10 @@ from anonchat_client._errors import (
     error_class,
 )
 from anonchat_client._models import (
+    Block,
+    Conversation,
     Event,
+    Me,
     Message,
     OtherEvent,
     Sent,
@@ -56,6 +59,8 @@ DEFAULT_SERVER = "http://localhost:8000"
 RENEW_MARGIN_SECONDS = 30.0
 # The server's code for a session that is over (refresh token spent, expired or ended).
 SESSION_ENDED = "session_ended"
+# The largest cursor: reading back ``before`` it starts at the newest message.
+NEWEST_CURSOR = 2**63 - 1
 
 
 class Retry(enum.Enum):
@@ -411,15 +416,25 @@ class Core:
             body={"old_password": old, "new_password": new},
         )
 
-    def pages(self, path: str, params: dict[str, str], parse: Callable[[Any], T]) -> Op[None]:
-        """Emit every item of a paged list, following its ``Link: rel="next"``."""
+    def pages(
+        self,
+        path: str,
+        params: dict[str, str],
+        parse: Callable[[Any], T],
+        *,
+        backwards: bool = False,
+    ) -> Op[None]:
+        """Emit every item of a paged list, following its ``Link: rel="next"``; or,
+        ``backwards``, its ``rel="prev"``, each page's items newest first."""
+        rel = "prev" if backwards else "next"
         url: str | None = path
         query: dict[str, str] | None = params
         while url is not None:
             response = yield from self.call("GET", url, retry=Retry.SAFE, params=query)
-            for item in read(response, lambda page: [parse(each) for each in page]):
+            items = read(response, lambda page: [parse(each) for each in page])
+            for item in reversed(items) if backwards else items:
                 yield Emit(item)
-            url, query = response.links.get("next", {}).get("url"), None
+            url, query = response.links.get(rel, {}).get("url"), None
 
     def users(self, page_size: int) -> Op[None]:
         yield from self.pages("get_users", {"limit": str(page_size)}, User.parse)
@@ -458,17 +473,82 @@ class Core:
         replayed = response.headers.get("idempotency-replayed", "").lower() == "true"
         return read(response, Sent.parse, replayed=replayed)
 
-    def messages(self, with_user: int | str | None, after: int | None, page_size: int) -> Op[None]:
+    def messages(
+        self,
+        with_user: int | str | None,
+        *,
+        after: int | None,
+        before: int | None,
+        newest_first: bool,
+        page_size: int,
+    ) -> Op[None]:
+        if after is not None and (before is not None or newest_first):
+            raise ValueError("read on (after=) or back (before=, newest_first), not both")
         params = {"limit": str(page_size)}
         if with_user is not None:
             params["with_user"] = str((yield from self.user_id(with_user)))
         if after is not None:
             params["cursor"] = str(after)
-        yield from self.pages("get_messages", params, Message.parse)
+        backwards = before is not None or newest_first
+        if backwards:
+            params["before"] = str(NEWEST_CURSOR if before is None else before)
+        yield from self.pages("get_messages", params, Message.parse, backwards=backwards)
 
     def message(self, message_id: int) -> Op[Message]:
         response = yield from self.call("GET", f"messages/{int(message_id)}", retry=Retry.SAFE)
         return read(response, Message.parse)
+
+    def find_user(self, user: int | str) -> Op[User | None]:
+        """The user of that id or name; ``None`` where there is none (never registered,
+        or erased: the server answers both alike)."""
+        try:
+            if isinstance(user, str):
+                return (yield from self.user(user))
+            return (yield from self.user_by_id((yield from self.user_id(user))))
+        except NotFound:
+            return None
+
+    def delete_message(self, message_id: int) -> Op[None]:
+        # Sent again only when it surely did not arrive: a repeat of a delete that
+        # happened would be a 404, as if the message had never been there.
+        yield from self.call("DELETE", f"messages/{int(message_id)}", retry=Retry.UNSENT)
+
+    def block(self, user: int | str) -> Op[None]:
+        user_id = yield from self.user_id(user)
+        yield from self.call("PUT", f"blocks/{user_id}", retry=Retry.SAFE)
+
+    def unblock(self, user: int | str) -> Op[None]:
+        user_id = yield from self.user_id(user)
+        yield from self.call("DELETE", f"blocks/{user_id}", retry=Retry.SAFE)
+
+    def blocks(self) -> Op[list[Block]]:
+        response = yield from self.call("GET", "blocks", retry=Retry.SAFE)
+        return read(response, lambda items: [Block.parse(item) for item in items])
+
+    def me(self) -> Op[Me]:
+        response = yield from self.call("GET", "me", retry=Retry.SAFE)
+        return read(response, Me.parse)
+
+    def set_read_receipts(self, on: bool) -> Op[Me]:
+        body = {"read_receipts": bool(on)}
+        response = yield from self.call("PATCH", "me", retry=Retry.SAFE, body=body)
+        return read(response, Me.parse)
+
+    def delete_account(self, password: str) -> Op[None]:
+        body = {"password": password}
+        yield from self.call("DELETE", "me", retry=Retry.UNSENT, body=body)
+        # The server ended every session of the account: nothing stored is of use.
+        self.adopt(None)
+
+    def mark_read(self, with_user: int | str, up_to: int) -> Op[None]:
+        user_id = yield from self.user_id(with_user)
+        body = {"up_to": int(up_to)}
+        yield from self.call("POST", f"conversations/{user_id}/read", retry=Retry.SAFE, body=body)
+
+    def conversations(self, limit: int) -> Op[list[Conversation]]:
+        params = {"limit": str(limit)}
+        response = yield from self.call("GET", "conversations", retry=Retry.SAFE, params=params)
+        return read(response, lambda items: [Conversation.parse(item) for item in items])
 
     def events(self, cursor: int | None) -> Op[None]:
         """Emit the events of the stream after ``cursor``, for ever: reconnecting after

@@ -78,6 +78,56 @@ class Sent:
 
 
 @dataclass(frozen=True)
+class Me:
+    """The caller's account and preferences: ``read_receipts`` says whether it sends
+    (and so sees) read receipts."""
+
+    id: int
+    username: str
+    read_receipts: bool
+
+    @classmethod
+    def parse(cls, data: Any) -> Me:
+        return cls(
+            id=int(data["id"]),
+            username=str(data["username"]),
+            read_receipts=bool(data["read_receipts"]),
+        )
+
+
+@dataclass(frozen=True)
+class Block:
+    """Someone the caller blocks, and since when."""
+
+    user_id: int
+    blocked_at: datetime
+
+    @classmethod
+    def parse(cls, data: Any) -> Block:
+        return cls(
+            user_id=int(data["user_id"]), blocked_at=datetime.fromisoformat(data["blocked_at"])
+        )
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One of the caller's conversations: the other user, the cursor of its latest
+    message, and how many messages the caller received there since its read mark."""
+
+    user_id: int
+    last_cursor: int
+    unread: int
+
+    @classmethod
+    def parse(cls, data: Any) -> Conversation:
+        return cls(
+            user_id=int(data["user_id"]),
+            last_cursor=int(data["last_cursor"]),
+            unread=int(data["unread"]),
+        )
+
+
+@dataclass(frozen=True)
 class Session:
     """A login: the access token, and the refresh token that renews it where the server
     issues one. Times are epoch seconds. ``username`` and ``user_id`` say whose it is

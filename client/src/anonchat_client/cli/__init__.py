@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import _thread
 import functools
+import itertools
 import sys
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,7 +29,15 @@ from anonchat_client._errors import (
     Unauthorized,
     Unavailable,
 )
-from anonchat_client._models import Event, FailedEvent, Message, MessageEvent, User
+from anonchat_client._models import (
+    DeletedEvent,
+    Event,
+    FailedEvent,
+    Message,
+    MessageEvent,
+    ReadEvent,
+    User,
+)
 from anonchat_client.cli.directory import Directory
 from anonchat_client.cli.output import Output
 from anonchat_client.sessions import CredentialsFile
@@ -39,6 +47,8 @@ EXIT_REFUSED, EXIT_AUTH, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 3, 4, 130
 RETRY_SECONDS = 5.0
 # Errors a chat survives: the line is not sent, the next one may be.
 _LINE_REFUSED = (InvalidInput, Conflict, NotFound, RateLimited)
+# The most messages the server answers in one page.
+MAX_PAGE = 1000
 
 
 def describe(error: AnonchatError, server: str) -> tuple[str, int]:
@@ -66,12 +76,14 @@ def complain(message: str) -> None:
 @dataclass
 class App:
     """What a command works with: the client (its session in the credentials file), the
-    output and the users met."""
+    output, the users met and the messages shown (which later events refer to)."""
 
     server: str
     out: Output
     client: Client = field(init=False)
     directory: Directory = field(init=False)
+    shown: dict[int, Message] = field(init=False, default_factory=dict)
+    with_ids: bool = False
 
     def __post_init__(self) -> None:
         self.server = self.server.rstrip("/")
@@ -92,34 +104,82 @@ class App:
         return self.directory.remember(User(session.user_id, session.username))
 
     def show(self, message: Message, *, conversation: bool) -> None:
+        self.shown[message.id] = message
         self.out.message(
             message,
             sender=self.directory.name_of(message.sender_id),
             receiver=self.directory.name_of(message.receiver_id),
             conversation=conversation,
+            with_id=self.with_ids,
         )
 
     def history(self, peer: User | None, last: int) -> int:
-        """Show the last ``last`` messages (all if 0), with ``peer`` or with everyone;
-        the cursor they end at."""
-        recent: deque[Message] = deque(maxlen=last or None)
-        cursor = 0
-        for message in self.client.messages(peer.id if peer else None):
-            recent.append(message)
-            cursor = message.cursor if message.cursor is not None else cursor
+        """Show the last ``last`` messages (all if 0), with ``peer`` or with everyone, and
+        mark them read; the cursor to follow the stream from."""
+        # With nothing shown, the stream picks up after the newest message of any
+        # conversation: read first, so that one with ``peer`` stored meanwhile is shown.
+        floor = self.newest_cursor() if peer is not None else 0
+        with_user = peer.id if peer else None
+        if last:
+            # Read back from the newest: only the pages shown are fetched.
+            newest = self.client.messages(
+                with_user, newest_first=True, page_size=min(last, MAX_PAGE)
+            )
+            recent = list(itertools.islice(newest, last))[::-1]
+        else:
+            recent = list(self.client.messages(with_user, page_size=MAX_PAGE))
         for message in recent:
             self.show(message, conversation=peer is not None)
-        return cursor
+        self.mark_read(recent)
+        return max((m.cursor for m in recent if m.cursor is not None), default=floor)
+
+    def newest_cursor(self) -> int:
+        """The cursor of the caller's newest message (0 if none)."""
+        newest = next(iter(self.client.messages(newest_first=True, page_size=1)), None)
+        return newest.cursor if newest is not None and newest.cursor is not None else 0
+
+    def mark_read(self, messages: Iterable[Message]) -> None:
+        """Tell the server each conversation was read up to the last of ``messages``
+        received. A failure is said, and the rest goes on: it only costs an unread count."""
+        me = self.me().id
+        up_to: dict[int, int] = {}
+        for message in messages:
+            received = message.receiver_id == me and message.sender_id != me
+            if received and message.cursor is not None:
+                up_to[message.sender_id] = max(message.cursor, up_to.get(message.sender_id, 0))
+        for sender, cursor in up_to.items():
+            try:
+                self.client.mark_read(sender, up_to=cursor)
+            except (Unavailable, RateLimited, NotFound, InvalidInput) as exc:
+                complain(f"could not mark as read: {describe(exc, self.server)[0]}")
 
     def follow(self, events: Iterable[Event], peer: User | None) -> None:
-        """Show each new message (with ``peer`` only, if given) as it comes."""
+        """Show each new message, deletion and read receipt (with ``peer`` only, if
+        given) as it comes; mark what is shown read."""
+
+        def concerns(*users: int) -> bool:
+            return peer is None or peer.id in users
+
+        conversation = peer is not None
         for event in events:
             if isinstance(event, MessageEvent):
                 message = event.message
-                if peer is None or peer.id in (message.sender_id, message.receiver_id):
-                    self.show(message, conversation=peer is not None)
-            elif isinstance(event, FailedEvent) and (peer is None or event.receiver_id == peer.id):
+                if concerns(message.sender_id, message.receiver_id):
+                    self.show(message, conversation=conversation)
+                    self.mark_read([message])
+            elif isinstance(event, FailedEvent) and concerns(event.receiver_id):
                 complain(f"message {event.id} could not be stored: {event.reason}")
+            elif isinstance(event, DeletedEvent) and concerns(event.sender_id, event.receiver_id):
+                self.out.deleted(
+                    event,
+                    self.shown.pop(event.id, None),
+                    sender=self.directory.name_of(event.sender_id),
+                    receiver=self.directory.name_of(event.receiver_id),
+                    conversation=conversation,
+                )
+            elif isinstance(event, ReadEvent) and concerns(event.reader_id):
+                up_to = next((m for m in self.shown.values() if m.cursor == event.up_to), None)
+                self.out.read(event, up_to, reader=self.directory.name_of(event.reader_id))
 
 
 def _password(*, from_stdin: bool, confirm: bool) -> str:
@@ -248,13 +308,38 @@ def send(app: App, user: str, text: str | None) -> None:
     app.out.sent(app.client.send(receiver.id, text), receiver=receiver.username)
 
 
+_last = click.option(
+    "--last",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many of the latest messages to show (0: all).",
+)
+
+
 @command(cli, "inbox")
 @click.option("--with", "with_", metavar="USER", help="Only the conversation with USER.")
 @click.option("--follow", "-f", is_flag=True, help="Then show new messages as they come.")
-@click.option("--last", default=20, show_default=True, help="How many to show (0: all).")
-def inbox(app: App, with_: str | None, follow: bool, last: int) -> None:
-    """Your last messages, oldest first; --follow keeps showing new ones."""
+@click.option(
+    "--conversations",
+    "-c",
+    "list_conversations",
+    is_flag=True,
+    help="List your conversations instead, the latest first, with their unread counts.",
+)
+@_last
+def inbox(app: App, with_: str | None, follow: bool, list_conversations: bool, last: int) -> None:
+    """Your last messages, oldest first, each with its id (for `anonchat delete`); they
+    are marked read. --follow keeps showing new ones, and deletions and read receipts."""
     app.me()
+    if list_conversations:
+        if with_ or follow:
+            raise click.UsageError("--conversations lists them all: no --with or --follow")
+        for conversation in app.client.conversations(limit=MAX_PAGE):
+            name = app.directory.name_of(conversation.user_id)
+            app.out.conversation(conversation, name=name)
+        return
+    app.with_ids = True
     peer = app.directory.by_name(with_) if with_ else None
     cursor = app.history(peer, last)
     if follow:
@@ -263,10 +348,11 @@ def inbox(app: App, with_: str | None, follow: bool, last: int) -> None:
 
 @command(cli, "chat")
 @click.argument("user")
-@click.option("--last", default=20, show_default=True, help="How many earlier messages to show.")
+@_last
 def chat(app: App, user: str, last: int) -> None:
-    """Talk with USER: the last messages, then new ones as they come, while each line
-    typed is sent. Ctrl-D (end of input) leaves."""
+    """Talk with USER: the last messages, then new ones as they come (and which were
+    deleted, and read where you both send read receipts), while each line typed is
+    sent. What is shown is marked read. Ctrl-D (end of input) leaves."""
     app.me()
     peer = app.directory.by_name(user)
     cursor = app.history(peer, last)
@@ -293,6 +379,70 @@ def chat(app: App, user: str, last: int) -> None:
         if failures:
             raise failures[0] from None
         raise
+
+
+@command(cli, "delete")
+@click.argument("message_id", metavar="MESSAGE_ID", type=click.IntRange(min=1, max=2**63 - 1))
+def delete(app: App, message_id: int) -> None:
+    """Delete MESSAGE_ID, a message you sent (`inbox` shows the ids), for both of you."""
+    app.client.delete_message(message_id)
+    app.out.done(f"message {message_id} deleted", id=message_id)
+
+
+@command(cli, "block")
+@click.argument("user")
+def block(app: App, user: str) -> None:
+    """Block USER: nothing they send reaches you from now on (they cannot tell), and
+    you cannot send to them."""
+    blocked = app.directory.by_name(user)
+    app.client.block(blocked.id)
+    app.out.done(f"{blocked.username} is blocked", user_id=blocked.id)
+
+
+@command(cli, "unblock")
+@click.argument("user")
+def unblock(app: App, user: str) -> None:
+    """Unblock USER: what they send from now on reaches you (not what they sent meanwhile)."""
+    unblocked = app.directory.by_name(user)
+    app.client.unblock(unblocked.id)
+    app.out.done(f"{unblocked.username} is no longer blocked", user_id=unblocked.id)
+
+
+@command(cli, "blocks")
+def blocks(app: App) -> None:
+    """Whom you block, and since when."""
+    for each in app.client.blocks():
+        app.out.block(each, name=app.directory.name_of(each.user_id))
+
+
+@command(cli, "receipts")
+@click.argument("state", type=click.Choice(["on", "off"]), required=False)
+def receipts(app: App, state: str | None) -> None:
+    """Whether you send read receipts; `on` or `off` changes it. Receipts go both ways:
+    you see when someone read your messages only while you both have them on."""
+    me = app.client.me() if state is None else app.client.set_read_receipts(state == "on")
+    app.out.receipts(me)
+
+
+@command(cli, "delete-account")
+@_password_stdin
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_account(app: App, password_stdin: bool, yes: bool) -> None:
+    """Erase your account, for good: your sessions end, every message you sent is
+    deleted for both sides; messages you received stay with their senders, who see a
+    deleted account. Asks first (unless --yes), then for your password (with
+    --password-stdin and no --yes, standard input holds the answer, then the password)."""
+    me = app.me()
+    question = f"Erase the account {me.username} and every message you sent?"
+    try:
+        confirmed = yes or click.confirm(question, err=True)
+    except click.Abort:  # end of input: no answer is no
+        confirmed = False
+    if not confirmed:
+        complain("nothing erased")
+        sys.exit(EXIT_REFUSED)
+    app.client.delete_account(_password(from_stdin=password_stdin, confirm=False))
+    app.out.done(f"account {me.username} erased; you are logged out", id=me.id)
 
 
 def _lines(stream: Iterable[str]) -> Iterator[str]:

@@ -13,7 +13,7 @@ class Directory:
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self._names: dict[int, str] = {}
+        self._names: dict[int, str | None] = {}
 
     def remember(self, user: User) -> User:
         self._names[user.id] = user.username
@@ -22,16 +22,14 @@ class Directory:
     def by_name(self, name: str) -> User:
         """The user called ``name`` (in any letter case); :class:`NotFound` saying so if
         there is none."""
-        try:
-            return self.remember(self.client.user(name))
-        except NotFound:
-            raise NotFound(f"no user named {name!r}", code="not_found", status=404) from None
+        found = self.client.find_user(name)
+        if found is None:
+            raise NotFound(f"no user named {name!r}", code="not_found", status=404)
+        return self.remember(found)
 
-    def name_of(self, user_id: int) -> str:
-        """The name of ``user_id`` (``#id`` for an account that is gone)."""
+    def name_of(self, user_id: int) -> str | None:
+        """The name of ``user_id``; ``None`` for an account that is gone (erased)."""
         if user_id not in self._names:
-            try:
-                self.remember(self.client.user_by_id(user_id))
-            except NotFound:
-                self._names[user_id] = f"#{user_id}"
+            found = self.client.find_user(user_id)
+            self._names[user_id] = None if found is None else found.username
         return self._names[user_id]
