@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import time
 
 from redis import Redis
@@ -130,8 +131,8 @@ def main() -> None:
             dependency_error("redis")
             log.warning("lost Redis; a new worker starts in %.0f s", delay, exc_info=True)
             # RQ's handlers would ask a dead worker to stop: while waiting, a signal
-            # ends the process at once (no job is running).
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            # ends the process at once, cleanly (no job is running).
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             signal.signal(signal.SIGINT, signal.default_int_handler)
             time.sleep(delay)
             delay = min(delay * 2, MAX_REDIS_RETRY_SECONDS)
