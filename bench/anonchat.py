@@ -3,10 +3,12 @@ benchmark's servers, driven through the gateway."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from bench.harness import (
     running,
     scalar,
     send_load,
+    stack_databases,
     url,
 )
 from bench.results import (
@@ -31,13 +34,13 @@ from bench.results import (
     ExactlyOnce,
     Page,
     Persisted,
+    Probe,
     RedisMemory,
-    SendToVisible,
 )
 from bench.wrk import Load
 from message_service.persistence.queued import PENDING_KEY, QUEUE_NAME, STORED_CHANNEL
 from message_service.persistence.rq_layout import queue_key
-from stack import databases, infra
+from stack import infra
 from stack.processes import StackConfig, free_port, paused, process_names, stack_processes
 
 SUSTAINED_SECONDS = 20
@@ -62,26 +65,13 @@ STACK_ENVIRONMENT = {
 
 def measure(postgres_url: str, redis_url: str, scratch: Path, progress: Progress) -> Anonchat:
     """Every anonchat figure, each process's peak RSS included."""
-    urls = databases.create_and_migrate(postgres_url, "bench")
-    config = StackConfig(
-        users_database_url=urls["user_service"],
-        messages_database_url=urls["message_service"],
-        redis_url=redis_url,
-        gateway_port=free_port(),
-        user_service_port=free_port(),
-        message_service_port=free_port(),
-        workers=2,
-        # Measured as operators run it: every process serving its metrics.
-        metrics_ports={name: free_port() for name in process_names(2)},
-        # The workers' status file goes with the scratch folder rather than stay in /tmp.
-        environment=STACK_ENVIRONMENT | {"WORKER_STATUS_FILE": str(scratch / "worker-status")},
-    )
-    processes = stack_processes(config)
-    services = [p for p in processes if not p.name.startswith("worker")]
-    workers = [p for p in processes if p.name.startswith("worker")]
-    gateway = url(config.gateway_port)
-    peak_rss: dict[str, int] = {}
-    try:
+    with stack_databases(postgres_url, "bench") as urls:
+        config = stack_config(urls, redis_url, scratch)
+        processes = stack_processes(config)
+        services = [p for p in processes if not p.name.startswith("worker")]
+        workers = [p for p in processes if p.name.startswith("worker")]
+        gateway = url(config.gateway_port)
+        peak_rss: dict[str, int] = {}
         with (
             running(services, peak_rss=peak_rss),
             psycopg.connect(infra.libpq(urls["message_service"]), autocommit=True) as db,
@@ -114,9 +104,6 @@ def measure(postgres_url: str, redis_url: str, scratch: Path, progress: Progress
                 once = stack.exactly_once()
                 progress("anonchat: Redis memory once their margin has passed")
                 second = redis_memory.settled(stack, stored_at)
-    finally:
-        for database in urls.values():
-            databases.drop_database(database)
     return Anonchat(
         accepted=accepted,
         persisted=persisted,
@@ -126,6 +113,31 @@ def measure(postgres_url: str, redis_url: str, scratch: Path, progress: Progress
         exactly_once=once,
         get_messages=page,
         peak_rss_mb={name: kib / 1024 for name, kib in peak_rss.items()},
+    )
+
+
+def stack_config(
+    urls: dict[str, str],
+    redis_url: str,
+    scratch: Path,
+    environment: dict[str, str] | None = None,
+) -> StackConfig:
+    """A stack of 2 workers on free ports, on the databases of ``urls``, with
+    ``STACK_ENVIRONMENT`` and ``environment``."""
+    return StackConfig(
+        users_database_url=urls["user_service"],
+        messages_database_url=urls["message_service"],
+        redis_url=redis_url,
+        gateway_port=free_port(),
+        user_service_port=free_port(),
+        message_service_port=free_port(),
+        workers=2,
+        # Measured as operators run it: every process serving its metrics.
+        metrics_ports={name: free_port() for name in process_names(2)},
+        # The workers' status file goes with the scratch folder rather than stay in /tmp.
+        environment=STACK_ENVIRONMENT
+        | {"WORKER_STATUS_FILE": str(scratch / "worker-status")}
+        | (environment or {}),
     )
 
 
@@ -158,7 +170,7 @@ class Stack:
     def send(self, seconds: float, **options: Any) -> Load:
         """A send load (see ``harness.send_load``) through the gateway."""
         load = send_load(self.gateway, self.users_file, seconds=seconds, **options)
-        self.accepted_total += load.requests - load.non_2xx
+        self.accepted_total += load.answered_2xx
         return load
 
     def send_one(self, token: str, receiver: int, *, idempotency_key: str) -> int:
@@ -209,13 +221,21 @@ class Stack:
             time.sleep(0.01)
         return time.perf_counter()
 
-    def send_to_visible(self, users: list[tuple[int, str]], *, rate: float) -> SendToVisible:
-        """A probe sender and a subscribed reader beside a wrk load at ``rate``."""
+    def send_to_visible(self, users: list[tuple[int, str]], *, rate: float) -> Probe:
+        """A probe sender beside a wrk load at ``rate``, timed to the announcements of
+        the stored batches."""
+        with _announcements(self.redis) as seen:
+            return self.probe(users, rate=rate, seen=seen)
+
+    def probe(self, users: list[tuple[int, str]], *, rate: float, seen: dict[int, float]) -> Probe:
+        """A probe sender (the first user, to the second) beside a wrk load at ``rate``;
+        ``seen`` is where another thread notes when each message id is seen."""
         (_, sender_token), (receiver, _) = users[0], users[1]
         connections = 32
         # Each connection sends, waits for the answer, then pauses: its cycle is the
         # pause plus the latency, so a short run at the plain pause measures the latency.
-        pause = connections * 1000 / (rate - 1000 / PROBE_INTERVAL_MS)
+        # At a rate below the probe's own, the load all but stops (a 32 s pause).
+        pause = connections * 1000 / max(rate - 1000 / PROBE_INTERVAL_MS, 1)
         latency = self.send(2, connections=connections, delay_ms=pause).p50_ms
         background: dict[str, Load] = {}
         seconds = 10
@@ -229,13 +249,11 @@ class Stack:
                 ),
             )
         )
-        answered, latencies = _probe(
-            self.gateway, self.redis, sender_token, receiver, seconds, thread
-        )
+        answered, latencies = _probe(self.gateway, sender_token, receiver, seconds, thread, seen)
         self.accepted_total += len(answered)
         self.wait_drained()
         load = background["load"]
-        return SendToVisible(
+        return Probe(
             rate=load.rate + len(answered) / seconds,
             background_rate=load.rate,
             samples=len(latencies),
@@ -323,20 +341,11 @@ class Stack:
         return Page(load=load, stored=stored, conversation=conversation, size=PAGE_SIZE)
 
 
-def _probe(
-    gateway: str,
-    redis: Redis,
-    token: str,
-    receiver: int,
-    seconds: float,
-    background: threading.Thread,
-) -> tuple[list[float], list[float]]:
-    """Send a message every ``PROBE_INTERVAL_MS`` as one user while ``background`` runs; the
-    announcements of stored batches give each send-to-visible time.
-    Returns the times to the 202 answers and to the announcements, in ms."""
-    sent: dict[int, float] = {}
+@contextlib.contextmanager
+def _announcements(redis: Redis) -> Iterator[dict[int, float]]:
+    """When each message id was announced as stored, noted by a thread subscribed for
+    the block."""
     seen: dict[int, float] = {}
-    answered: list[float] = []
     pubsub = redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     pubsub.subscribe(STORED_CHANNEL)
     stop_reading = threading.Event()
@@ -351,6 +360,27 @@ def _probe(
 
     reader = threading.Thread(target=read)
     reader.start()
+    try:
+        yield seen
+    finally:
+        stop_reading.set()
+        reader.join()
+        pubsub.close()
+
+
+def _probe(
+    gateway: str,
+    token: str,
+    receiver: int,
+    seconds: float,
+    background: threading.Thread,
+    seen: dict[int, float],
+) -> tuple[list[float], list[float]]:
+    """Send a message every ``PROBE_INTERVAL_MS`` as one user while ``background`` runs,
+    then wait until ``seen`` has each of them (30 s at most).
+    Returns the times to the 202 answers and to being seen, in ms."""
+    sent: dict[int, float] = {}
+    answered: list[float] = []
     background.start()
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=gateway, headers=headers, timeout=5) as client:
@@ -368,9 +398,6 @@ def _probe(
     deadline = time.perf_counter() + 30
     while set(sent) - set(seen) and time.perf_counter() < deadline:
         time.sleep(0.01)
-    stop_reading.set()
-    reader.join()
-    pubsub.close()
     return answered, [(seen[i] - sent[i]) * 1000 for i in sent if i in seen]
 
 

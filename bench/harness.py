@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import statistics
 import subprocess
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from typing import Any
 import psycopg
 
 from bench import wrk
+from stack import databases
 from stack.processes import Process, spawn, stop, wait_healthy
 
 Progress = Callable[[str], None]
@@ -46,11 +48,40 @@ def running(
             stop(running)
 
 
+@contextlib.contextmanager
+def stack_databases(postgres_url: str, prefix: str) -> Iterator[dict[str, str]]:
+    """The stack's databases, named after ``prefix``, created and migrated for the block
+    and dropped after it: each service's database URL by service."""
+    urls = databases.create_and_migrate(postgres_url, prefix)
+    try:
+        yield urls
+    finally:
+        for database in urls.values():
+            databases.drop_database(database)
+
+
 def peak_rss_kib(pid: int) -> int:
     """The peak resident set of ``pid`` (VmHWM), in KiB; 0 if it is gone."""
+    return _status_kib(pid, "VmHWM")
+
+
+def rss_kib(pid: int) -> int:
+    """The resident set of ``pid`` now (VmRSS), in KiB; 0 if it is gone."""
+    return _status_kib(pid, "VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time ``pid`` has used so far, user and system; 0 if it is gone."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def _status_kib(pid: int, name: str) -> int:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{name}:"):
                 return int(line.split()[1])
     return 0
 

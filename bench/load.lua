@@ -1,9 +1,10 @@
 -- wrk script for every load of the benchmark.
 --   wrk ... -s bench/load.lua URL -- send USERS_FILE RUN [keyed]
 --     POST /send_message as the users of USERS_FILE ("id token" lines), each to another
---     of them; contents are unique per RUN label. "keyed": each send has an
---     Idempotency-Key of its own, as the client library's. With BENCH_DELAY_MS set, each
---     connection pauses that long between requests (a lighter load).
+--     of them, or to the receiver a line names ("id token receiver_id"); contents are
+--     unique per RUN label. "keyed": each send has an Idempotency-Key of its own, as the
+--     client library's. With BENCH_DELAY_MS set, each connection pauses that long
+--     between requests (a lighter load).
 --   wrk ... -s bench/load.lua URL -- get PATH TOKEN
 --     GET PATH with a bearer token.
 -- done() prints one JSON line: requests, duration, errors and latency percentiles (us).
@@ -22,8 +23,8 @@ function init(args)
   if mode == "send" then
     users = {}
     for line in io.lines(args[2]) do
-      local id, user_token = line:match("^(%d+) (%S+)$")
-      users[#users + 1] = { id = id, auth = "Bearer " .. user_token }
+      local id, user_token, to = line:match("^(%d+) (%S+) ?(%d*)$")
+      users[#users + 1] = { id = id, auth = "Bearer " .. user_token, to = to }
     end
     run = args[3]
     keyed = args[4] == "keyed"
@@ -39,14 +40,18 @@ function request()
     return wrk.format("GET", path, { ["Authorization"] = "Bearer " .. token })
   end
   local sender = users[counter % #users + 1]
-  local receiver = users[(counter * 31 + 7) % #users + 1]
-  if receiver == sender then
-    receiver = users[(counter * 31 + 8) % #users + 1]
+  local receiver_id = sender.to
+  if receiver_id == "" then
+    local receiver = users[(counter * 31 + 7) % #users + 1]
+    if receiver == sender then
+      receiver = users[(counter * 31 + 8) % #users + 1]
+    end
+    receiver_id = receiver.id
   end
   local label = string.format("%s-%d-%d", run, thread_index, counter)
   local body = string.format(
     '{"sender_id": %s, "receiver_id": %s, "content": "benchmark message %s"}',
-    sender.id, receiver.id, label
+    sender.id, receiver_id, label
   )
   local headers = { ["Authorization"] = sender.auth, ["Content-Type"] = "application/json" }
   if keyed then

@@ -59,9 +59,9 @@ class Persisted:
 
 
 @dataclass(frozen=True)
-class SendToVisible:
-    """A probe's sends beside a lighter load: to the 202, and to the store's
-    announcement."""
+class Probe:
+    """A probe's sends beside a lighter load: to the 202, and to the moment each was seen
+    (the store's announcement, or the message's event on its receiver's stream)."""
 
     rate: float
     background_rate: float
@@ -180,7 +180,7 @@ class Anonchat:
 
     accepted: Load
     persisted: Persisted
-    send_to_visible: SendToVisible
+    send_to_visible: Probe
     worker_capacity: Capacity
     redis_memory: RedisMemory
     exactly_once: ExactlyOnce
@@ -189,10 +189,98 @@ class Anonchat:
 
 
 @dataclass(frozen=True)
+class Held:
+    """Idle streams opened at once, how many were still open once the servers had
+    settled (and the statuses of those refused, counted), and each server's resident
+    memory (VmRSS, KiB) before and after."""
+
+    opened: int
+    held: int
+    refused: dict[str, int]
+    rss_before_kib: dict[str, int]
+    rss_after_kib: dict[str, int]
+
+    def per_stream_kib(self, name: str) -> float:
+        """The growth of ``name``'s resident memory per stream opened."""
+        return (self.rss_after_kib[name] - self.rss_before_kib[name]) / self.opened
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """Sends at the maximum rate with streams open, and the message events the streams
+    read meanwhile."""
+
+    streams: int
+    load: Load
+    events: int
+
+    @property
+    def per_send(self) -> float:
+        """Events read per send answered 202."""
+        return self.events / self.load.answered_2xx
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """One kind of send over rounds of wrk loads: accepted per second over them all, and
+    the mean of the rounds' percentiles (wrk gives no more of its latencies)."""
+
+    loads: list[Load]
+
+    @property
+    def rate(self) -> float:
+        return sum(load.answered_2xx for load in self.loads) / sum(
+            load.seconds for load in self.loads
+        )
+
+    @property
+    def p50_ms(self) -> float:
+        return sum(load.p50_ms for load in self.loads) / len(self.loads)
+
+    @property
+    def p99_ms(self) -> float:
+        return sum(load.p99_ms for load in self.loads) / len(self.loads)
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """Rounds of two loads at once, the same but for their receivers: one group's
+    receivers block their senders, the other's block no one (the groups swap roles each
+    round); and the messages stored hidden."""
+
+    blocked: Rounds
+    ordinary: Rounds
+    hidden: int
+
+    @property
+    def ratio(self) -> float:
+        """Sends to blockers accepted per second, per ordinary send."""
+        return self.blocked.rate / self.ordinary.rate
+
+
+@dataclass(frozen=True)
+class Streams:
+    """The event stream on a stack of its own (2 workers), and sends to receivers who
+    block their senders: sends at the maximum rate with no stream open, then with
+    streams open; send-to-delivered, with the streams open meanwhile (idle users', and
+    the receiver's); idle streams held, opened in steps; the open-files limit the
+    benchmark ran under."""
+
+    accepted: Load
+    fan_out: FanOut
+    delivered: Probe
+    delivered_streams: int
+    held: list[Held]
+    blocks: Blocks
+    open_files: int
+
+
+@dataclass(frozen=True)
 class Results:
-    """One run of the benchmark."""
+    """One run of the benchmark; a section left out (``--only``) is None."""
 
     machine: Machine
-    ceilings: Ceilings
-    baseline: Baseline
-    anonchat: Anonchat
+    ceilings: Ceilings | None
+    baseline: Baseline | None
+    anonchat: Anonchat | None
+    streams: Streams | None

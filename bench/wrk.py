@@ -26,7 +26,12 @@ class Load:
     rate: float = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rate", (self.requests - self.non_2xx) / self.seconds)
+        object.__setattr__(self, "rate", self.answered_2xx / self.seconds)
+
+    @property
+    def answered_2xx(self) -> int:
+        """The requests answered with a 2xx."""
+        return self.requests - self.non_2xx
 
 
 def wrk_binary() -> str:
