@@ -16,7 +16,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request, Response
 
 from common.errors import NotFound
-from gateway.web import File, read_file, serve
+from gateway.web import SAME_ORIGIN_ONLY, File, read_file, serve
 
 PAGE_FOLDER = Path(__file__).resolve().parent / "docs_page"
 DOCS_PATH = "/docs"
@@ -24,21 +24,8 @@ ASSETS_PATH = "/docs/assets/"
 SWAGGER_UI_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")
 
 # Swagger UI renders descriptions as HTML and sets styles from script, so this policy has
-# no Trusted Types (the chat page's has); everything else is as strict: nothing from
-# elsewhere, no inline script, no inline style sheet.
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "connect-src 'self'",
-        "img-src 'self' data:",
-        "object-src 'none'",
-        "frame-ancestors 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-    ]
-)
+# no Trusted Types (the chat page's has); everything else is as strict.
+CONTENT_SECURITY_POLICY = "; ".join(SAME_ORIGIN_ONLY)
 HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Cross-Origin-Opener-Policy": "same-origin",
