@@ -42,4 +42,4 @@ EXPOSE 8000 9100
 CMD ["python", "-m", "uvicorn", "gateway.app:create_app", "--factory", "--host", "0.0.0.0", \
      "--port", "8000", "--no-access-log", "--no-server-header", \
      "--http", "common.serving:GuardedHttpProtocol", \
-     "--limit-concurrency", "4000", "--backlog", "2048", "--log-level", "warning"]
+     "--limit-concurrency", "10000", "--backlog", "2048", "--log-level", "warning"]

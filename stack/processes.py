@@ -53,7 +53,7 @@ def free_port() -> int:
 # The gateway is where the public connects: past this many connections and requests at
 # once it answers 503 at once rather than run out of file descriptors, and this many
 # connections may wait to be accepted.
-GATEWAY_CONNECTION_LIMITS = ["--limit-concurrency", "4000", "--backlog", "2048"]
+GATEWAY_CONNECTION_LIMITS = ["--limit-concurrency", "10000", "--backlog", "2048"]
 
 
 def uvicorn(name: str, app: str, port: int, env: Mapping[str, str]) -> Process:
