@@ -360,13 +360,20 @@ def chat(app: App, user: str, last: int) -> None:
     if stdin.isatty():
         click.echo(f"chatting with {peer.username}; Ctrl-D leaves", err=True)
     failures: list[AnonchatError] = []
+    # Once the input has ended, the client closes under the stream's thread: whatever
+    # that thread meets then is the leaving, not a failure to report.
+    leaving = threading.Event()
 
     def listen() -> None:
         try:
             app.follow(app.client.events(cursor), peer)
         except AnonchatError as exc:
-            failures.append(exc)
-            _thread.interrupt_main()
+            if not leaving.is_set():
+                failures.append(exc)
+                _thread.interrupt_main()
+        except Exception:
+            if not leaving.is_set():
+                raise
 
     threading.Thread(target=listen, name="events", daemon=True).start()
     try:
@@ -379,6 +386,8 @@ def chat(app: App, user: str, last: int) -> None:
         if failures:
             raise failures[0] from None
         raise
+    finally:
+        leaving.set()
 
 
 @command(cli, "delete")
