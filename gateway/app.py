@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
 from common.app import build_app
+from common.sse import StreamHandoff
 from common.users import KnownUsers
 from gateway import api_docs, web
 from gateway.config import Settings, get_settings
@@ -160,4 +161,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Outermost: event streams are sent once every other layer has returned.
+    app.add_middleware(StreamHandoff)
     return app

@@ -5,17 +5,16 @@ session ends is cut at an event boundary and told to reauthenticate."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 from fastapi import Response
 from prometheus_client import Gauge
-from starlette.responses import StreamingResponse
 
 from common.errors import ServiceUnavailable, UpstreamTimeout
 from common.internal import INTERNAL_TOKEN_HEADER, REQUEST_ID_HEADER, USER_ID_HEADER, request_id
-from common.sse import STREAM_HEADERS, reauthenticate
+from common.sse import EventStream, reauthenticate
 
 # An upstream stream that sends nothing, not even a keep-alive, for this long is dead.
 SILENT_UPSTREAM_SECONDS = 60.0
@@ -95,11 +94,9 @@ class Streams:
         stream = _Open(upstream, session_id)
         if session_id is not None:
             self._by_session.setdefault(session_id, set()).add(stream)
-        return StreamingResponse(
-            self._forward(stream), media_type="text/event-stream", headers=STREAM_HEADERS
-        )
+        return EventStream(self._forward(stream), stop=upstream.close)
 
-    async def _forward(self, stream: _Open) -> AsyncIterator[bytes]:
+    async def _forward(self, stream: _Open) -> AsyncGenerator[bytes, None]:
         """The upstream's events as they come; the stream ends where the upstream's does
         (the client reconnects with its Last-Event-ID)."""
         OPEN_STREAMS.inc()

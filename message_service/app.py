@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from common.app import build_app
 from common.db import database_ready
+from common.sse import StreamHandoff
 from common.users import KnownUsers
 from message_service.config import Settings, get_settings
 from message_service.enqueue import Batcher, JobOptions, MessageQueue
@@ -107,7 +108,7 @@ async def _redis(request: Request) -> bool:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build message_service."""
     settings = settings or get_settings()
-    return build_app(
+    app = build_app(
         service="message_service",
         title="anonchat message_service",
         settings=settings,
@@ -115,3 +116,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checks={"database": _database, "redis": _redis},
         routers=[messages.router, events.router, privacy.router],
     )
+    # Outermost: event streams are sent once every other layer has returned.
+    app.add_middleware(StreamHandoff)
+    return app

@@ -22,8 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,20 +110,23 @@ def _told(row: Row[Any]) -> Told:
     return Told(row.seq, audience, f"id: {row.seq}\nevent: {row.kind}\ndata: {body}\n\n".encode())
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Stream:
-    """One client's stream: what it has been sent, and what waits to be sent."""
+    """One client's stream: what it has been sent, and what waits to be sent. Thousands
+    are open at once, so it holds no more than it must (no ``asyncio.Event``, whose
+    waiters' deque alone is most of a kilobyte)."""
 
     user_id: int
     cursor: int
     until: float
     limit: int
-    waiting: deque[Told] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: list[Told] = field(default_factory=list)
     overflowed: bool = False
     keep_alive: bool = False
     expired: bool = False
+    stopped: bool = False
     last_sent: float = field(default_factory=time.monotonic)
+    _woken: asyncio.Future[None] | None = None
 
     def offer(self, told: Told) -> None:
         """Queue ``told`` unless it was sent already; past the limit, give up."""
@@ -134,7 +136,24 @@ class Stream:
             self.overflowed = True
         else:
             self.waiting.append(told)
-        self.wake.set()
+        self.wake()
+
+    def stop(self) -> None:
+        """End the stream (its client has gone)."""
+        self.stopped = True
+        self.wake()
+
+    def wake(self) -> None:
+        if self._woken is not None and not self._woken.done():
+            self._woken.set_result(None)
+
+    async def woken(self) -> None:
+        """Until :meth:`wake` is called."""
+        self._woken = asyncio.get_running_loop().create_future()
+        try:
+            await self._woken
+        finally:
+            self._woken = None
 
 
 class Hub:
@@ -165,10 +184,6 @@ class Hub:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    @property
-    def open_streams(self) -> int:
-        return sum(len(streams) for streams in self.streams.values())
-
     async def start(self) -> None:
         """Start reading from the latest cursor (streams read what came before)."""
         with contextlib.suppress(SQLAlchemyError):
@@ -187,7 +202,7 @@ class Hub:
         for streams in self.streams.values():
             for stream in streams:
                 stream.expired = True
-                stream.wake.set()
+                stream.wake()
 
     def open(self, user_id: int, cursor: int, until: float) -> Stream:
         """A stream of ``user_id``'s events after ``cursor``, ending at ``until`` (epoch
@@ -275,10 +290,10 @@ class Hub:
                         stream.keep_alive = True
                     else:
                         continue
-                    stream.wake.set()
+                    stream.wake()
 
 
-async def events(hub: Hub, stream: Stream, first: list[Told]) -> AsyncIterator[bytes]:
+async def events(hub: Hub, stream: Stream, first: list[Told]) -> AsyncGenerator[bytes, None]:
     """The body of a stream: what it missed (``first`` is the first page of it, read
     before the answer began), then what is stored as it is, until its access ends."""
     try:
@@ -292,13 +307,14 @@ async def events(hub: Hub, stream: Stream, first: list[Told]) -> AsyncIterator[b
                 break
             missed = await hub.missed(stream)
         stream.last_sent = time.monotonic()
-        while True:
-            while stream.waiting and not stream.overflowed:
-                told = stream.waiting.popleft()
-                if told.cursor > stream.cursor:
-                    yield told.chunk
-                    stream.cursor = told.cursor
-                    stream.last_sent = time.monotonic()
+        while not stream.stopped:
+            if not stream.overflowed:
+                waiting, stream.waiting = stream.waiting, []
+                for told in waiting:
+                    if told.cursor > stream.cursor:
+                        yield told.chunk
+                        stream.cursor = told.cursor
+                        stream.last_sent = time.monotonic()
             if stream.overflowed:
                 log.info("closed a stream of user %s that fell behind", stream.user_id)
                 return
@@ -309,8 +325,7 @@ async def events(hub: Hub, stream: Stream, first: list[Told]) -> AsyncIterator[b
                 stream.keep_alive = False
                 stream.last_sent = time.monotonic()
                 yield comment("keep-alive")
-            stream.wake.clear()
-            if not stream.waiting:
-                await stream.wake.wait()
+            if not stream.waiting and not stream.stopped:
+                await stream.woken()
     finally:
         hub.close(stream)

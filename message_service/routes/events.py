@@ -6,11 +6,10 @@ import math
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import StreamingResponse
 
 from common.errors import FieldError, InvalidInput, error_responses
 from common.schemas import MAX_BIGINT
-from common.sse import STREAM_HEADERS
+from common.sse import EventStream
 from message_service.deps import CallerDep, ServiceDep
 from message_service.stream import events
 
@@ -37,7 +36,7 @@ async def stream(
     cursor: Annotated[int | None, Query(ge=0, le=MAX_BIGINT)] = None,
     last_event_id: Annotated[str | None, Header()] = None,
     x_stream_until: Annotated[float | None, Header(include_in_schema=False)] = None,
-) -> StreamingResponse:
+) -> EventStream:
     """Server-Sent Events: the caller's messages as they are stored, after a cursor."""
     hub = service.hub
     opened = hub.open(caller, resume_cursor(last_event_id, cursor), x_stream_until or math.inf)
@@ -48,6 +47,4 @@ async def stream(
     except BaseException:
         hub.close(opened)
         raise
-    return StreamingResponse(
-        events(hub, opened, first), media_type="text/event-stream", headers=STREAM_HEADERS
-    )
+    return EventStream(events(hub, opened, first), stop=opened.stop)
