@@ -8,7 +8,8 @@ hands each row to the open streams of the users it concerns. Redis announcements
 stored batches only wake it (pub/sub is at most once); it also looks every
 ``poll_seconds`` in case one was lost. Because the cursor lock makes commits visible in
 cursor order, reading "everything after cursor N" never skips a row that another worker
-committed but has not announced yet.
+committed but has not announced yet. While no stream is open, the hub reads nothing but
+the latest cursor: what was stored meanwhile concerns no one here.
 
 A stream first reads what it missed (everything after the client's cursor) from Postgres
 itself, while the hub already buffers what arrives meanwhile; rows at or below the
@@ -180,6 +181,8 @@ class Hub:
         self.on_erased = on_erased
         self.page = page
         self.position = 0
+        # Streams opened so far: a change says one opened during an await.
+        self.opened = 0
         self.streams: dict[int, set[Stream]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -187,8 +190,7 @@ class Hub:
     async def start(self) -> None:
         """Start reading from the latest cursor (streams read what came before)."""
         with contextlib.suppress(SQLAlchemyError):
-            async with self.engine.connect() as connection:
-                self.position = int((await connection.execute(_LATEST)).scalar_one())
+            self.position = await self._latest()
         self._tasks = [
             asyncio.create_task(self._listen()),
             asyncio.create_task(self._read()),
@@ -214,6 +216,7 @@ class Hub:
             )
         stream = Stream(user_id, cursor, until, self.buffer_limit)
         mine.add(stream)
+        self.opened += 1
         return stream
 
     def close(self, stream: Stream) -> None:
@@ -262,8 +265,22 @@ class Hub:
             except SQLAlchemyError as exc:
                 log.warning("the stream hub cannot read from the database: %s", exc)
 
+    async def _latest(self) -> int:
+        async with self.engine.connect() as connection:
+            return int((await connection.execute(_LATEST)).scalar_one())
+
     async def _read_new(self) -> None:
-        """Everything stored after the hub's cursor, to the streams it concerns."""
+        """Everything stored after the hub's cursor, to the streams it concerns; with no
+        stream open, only move the cursor on. A stream that opens reads from Postgres
+        what it missed up to then, so the hub need only offer it what comes after, unless
+        it opened while the latest cursor was being read (then the hub reads on from
+        where it was)."""
+        if not self.streams:
+            opened = self.opened
+            latest = await self._latest()
+            if self.opened == opened:
+                self.position = max(self.position, latest)
+                return
         while True:
             parameters = {"after": self.position, "limit": self.page}
             async with self.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as c:
