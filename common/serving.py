@@ -8,16 +8,25 @@ whose reader stalled holds its buffers. This protocol closes a connection whose 
 is not in within ``request_timeout``, and aborts one whose writes have been paused (the
 client reads nothing) for ``write_stall_timeout``; an aborted stream's handler sees the
 disconnect and lets go of everything it held.
+
+A stopping uvicorn waits for every response to end, and an event stream never ends on
+its own: when the server stops, this protocol ends the stream its connection sends (at
+an event boundary), so that the server exits at once and the client reconnects, to
+another replica, with its ``Last-Event-ID``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any, cast
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from common.sse import STOP_STREAM
 
 
 class ServingSettings(BaseSettings):
@@ -55,6 +64,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._cancel(self._request_timer)
         self._request_timer = None
         super().on_message_complete()
+
+    def shutdown(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            stop: Callable[[], None] | None = cast("dict[str, Any]", cycle.scope).get(STOP_STREAM)
+            if stop is not None:
+                stop()
+        super().shutdown()
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -21,6 +21,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 # Where the outermost layer collects the bodies handed to it, in each request's scope.
 _HANDED = "anonchat.streams"
+# Where it leaves, in the server's scope of the request, how to end the stream it sends
+# (common.serving ends it when the server stops).
+STOP_STREAM = "anonchat.stop_stream"
 
 
 def comment(text: str) -> bytes:
@@ -87,4 +90,5 @@ class StreamHandoff:
         handed: list[tuple[AsyncGenerator[bytes, None], Callable[[], None]]] = []
         await self.app({**scope, _HANDED: handed}, receive, send)
         for events, stop in handed:
+            scope[STOP_STREAM] = stop
             await _send_body(events, stop, receive, send)

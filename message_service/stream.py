@@ -140,7 +140,7 @@ class Stream:
         self.wake()
 
     def stop(self) -> None:
-        """End the stream (its client has gone)."""
+        """End the stream (its client has gone, or this server is stopping)."""
         self.stopped = True
         self.wake()
 

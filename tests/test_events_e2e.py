@@ -1,16 +1,23 @@
 """The event stream through the real gateway, message_service and workers."""
 
 import contextlib
+import os
+import signal
 import socket
+import subprocess
 import time
 
 import httpx
 
+from common.internal import INTERNAL_TOKEN_HEADER, USER_ID_HEADER
 from common.tokens import issue_token, verify_token
 from tests.api import User, eventually, new_user, send
-from tests.events import Follower, parse, read_some
-from tests.harness.settings import JWT_SECRET
-from tests.harness.stack import RunningStack, gateways
+from tests.events import READ_TIMEOUT, Follower, parse, read_some
+from tests.harness.settings import INTERNAL_TOKEN, JWT_SECRET
+from tests.harness.stack import RunningStack, gateways, replicas
+
+# How long a server told to stop may take to end its streams and exit.
+STOP_SECONDS = 5.0
 
 
 def send_all(gateway: httpx.Client, sender: User, receiver: User, contents: list[str]) -> list[int]:
@@ -76,6 +83,47 @@ def test_a_client_may_resume_on_another_gateway_and_message_service(
         later = send_all(gateway, alice, bob, ["then", "more"])
         resumed = read_some(other, {**bob.headers, "Last-Event-ID": str(first[-1].id)}, 2)
     assert [e.data["id"] for e in first] == sent
+    assert [e.data["id"] for e in resumed] == later
+
+
+def stop_while_streaming(
+    server: subprocess.Popen[bytes], url: str, headers: dict[str, str]
+) -> None:
+    """Open a stream at ``url``, read its first event, then stop ``server`` (SIGTERM):
+    the stream must end as a response does (a cut-off body would raise here) and the
+    server exit within ``STOP_SECONDS``, by the signal it got, which uvicorn raises
+    again once it has shut down."""
+    with (
+        httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client,
+        client.stream("GET", "/events", headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        assert next(parse(lines)).name == "message"
+        os.killpg(server.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        # Keep-alives come each second while the stream lasts.
+        for _ in lines:
+            assert time.monotonic() < deadline, "the stream outlived its server's stop"
+    assert server.wait(STOP_SECONDS) == -signal.SIGTERM
+
+
+def test_a_stopping_server_ends_its_streams_and_exits_at_once(
+    gateway, running_stack: RunningStack, redis_url: str
+) -> None:
+    """A stopping uvicorn waits for every response to end, and a stream never ends on its
+    own: a gateway or message_service told to stop ends the streams it sends and exits,
+    rather than be killed at the end of its grace period; the client resumes on another
+    replica with its Last-Event-ID and misses nothing."""
+    alice, bob = new_user(gateway), new_user(gateway)
+    first = send_all(gateway, alice, bob, ["before the stops"])
+    internal = {INTERNAL_TOKEN_HEADER: INTERNAL_TOKEN, USER_ID_HEADER: str(bob.id)}
+    with replicas(running_stack, redis_url, {}, 1) as started:
+        stop_while_streaming(started.gateways[0], started.urls[0], bob.headers)
+        stop_while_streaming(started.message_service, started.message_service_url, internal)
+    cursor = gateway.get(f"/messages/{first[0]}", headers=bob.headers).json()["cursor"]
+    later = send_all(gateway, alice, bob, ["after them"])
+    resumed = read_some(running_stack.gateway_url, {**bob.headers, "Last-Event-ID": str(cursor)}, 1)
     assert [e.data["id"] for e in resumed] == later
 
 

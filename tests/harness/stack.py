@@ -91,14 +91,32 @@ def gateway(running_stack: RunningStack) -> Iterator[httpx.Client]:
         yield client
 
 
+@dataclass
+class Replicas:
+    """Gateway replicas and the message_service replica behind them."""
+
+    urls: list[str]
+    gateways: list[subprocess.Popen[bytes]]
+    message_service: subprocess.Popen[bytes]
+    message_service_url: str
+
+
 @contextlib.contextmanager
 def gateways(
     running_stack: RunningStack, redis_url: str, settings: dict[str, str], count: int
 ) -> Iterator[list[str]]:
+    """The URLs of :func:`replicas`."""
+    with replicas(running_stack, redis_url, settings, count) as started:
+        yield started.urls
+
+
+@contextlib.contextmanager
+def replicas(
+    running_stack: RunningStack, redis_url: str, settings: dict[str, str], count: int
+) -> Iterator[Replicas]:
     """More gateway replicas, keeping their rate limits in a Redis database of their own,
     in front of the running user_service and a message_service replica of their own (on
-    the stack's database and queue) that limits sends as ``settings`` say; yields the
-    gateways' URLs."""
+    the stack's database and queue) that limits sends as ``settings`` say."""
     config = running_stack.config
     shared = {
         "ANONCHAT_INTERNAL_TOKEN": INTERNAL_TOKEN,
@@ -135,7 +153,12 @@ def gateways(
             running.append(spawn(process))
             assert process.health_url is not None
             wait_healthy(process.health_url, timeout=30, process=running[-1])
-        yield [f"http://127.0.0.1:{port}" for port in ports]
+        yield Replicas(
+            urls=[f"http://127.0.0.1:{port}" for port in ports],
+            gateways=running[1:],
+            message_service=running[0],
+            message_service_url=f"http://127.0.0.1:{messages_port}",
+        )
     finally:
         for popen in reversed(running):
             stop(popen)
