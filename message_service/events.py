@@ -4,7 +4,6 @@ announced once committed."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from message_service.models import Event
-from message_service.persistence.queued import STORED_CHANNEL
+from message_service.persistence.queued import STORED_CHANNEL, announcement
 from message_service.persistence.store import CURSOR_LOCK
 
 
@@ -62,4 +61,4 @@ async def tell(connection: AsyncConnection, events: Sequence[Told]) -> list[int]
 async def announce(redis: Redis, cursors: Sequence[int]) -> None:
     """Wake every replica's stream hub for what was just committed."""
     if cursors:
-        await redis.publish(STORED_CHANNEL, json.dumps({"up_to": max(cursors), "ids": []}))
+        await redis.publish(STORED_CHANNEL, announcement(max(cursors), [], []))

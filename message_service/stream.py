@@ -2,14 +2,19 @@
 told to them (a message that failed), in cursor order, as Server-Sent Events, resumable
 from any cursor.
 
-Postgres is the source of truth. One :class:`Hub` per process reads everything stored
-after the last cursor it has seen, with one query however many streams are open, and
-hands each row to the open streams of the users it concerns. Redis announcements of
-stored batches only wake it (pub/sub is at most once); it also looks every
-``poll_seconds`` in case one was lost. Because the cursor lock makes commits visible in
-cursor order, reading "everything after cursor N" never skips a row that another worker
-committed but has not announced yet. While no stream is open, the hub reads nothing but
-the latest cursor: what was stored meanwhile concerns no one here.
+Postgres is the source of truth. One :class:`Hub` per process follows everything stored
+after the last cursor it has seen and hands each event to the open streams of the users
+it concerns. A Redis announcement of a stored batch carries the batch's messages: when
+they continue from the hub's cursor with no cursor missing, the hub hands them on as
+they are. Otherwise (pub/sub is at most once, and announcements from several workers
+may arrive out of order, or carry only part of what they announce) it reads everything
+after its cursor from Postgres, with one query however many streams are open; it also
+reads every ``poll_seconds`` without an announcement, in case one was lost. Because the
+cursor lock makes commits visible in cursor order, reading "everything after cursor N"
+never skips a row that another worker committed but has not announced yet; and an
+announced message is handed on only once every cursor below it has been. While no
+stream is open, the hub reads nothing but the latest cursor: what was stored meanwhile
+concerns no one here.
 
 A stream first reads what it missed (everything after the client's cursor) from Postgres
 itself, while the hub already buffers what arrives meanwhile; rows at or below the
@@ -21,13 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import BigInteger, Integer, Row, bindparam, text
@@ -38,7 +44,7 @@ from common.errors import TooManyRequests
 from common.metrics import dependency_error
 from common.schemas import MessageRead
 from common.sse import comment, reauthenticate
-from message_service.persistence.queued import ERASED_CHANNEL, STORED_CHANNEL
+from message_service.persistence.queued import ERASED_CHANNEL, STORED_CHANNEL, AnnouncedMessage
 
 log = logging.getLogger(__name__)
 # How often the hub checks deadlines and keep-alives.
@@ -90,10 +96,20 @@ class Told:
     chunk: bytes
 
 
+def _event(cursor: int, kind: str, audience: tuple[int, ...], body: str) -> Told:
+    return Told(cursor, audience, f"id: {cursor}\nevent: {kind}\ndata: {body}\n\n".encode())
+
+
+def _message(message: MessageRead, *, hidden: bool) -> Told:
+    """A message's event: to its sender and receiver (not to a receiver who blocked its
+    sender)."""
+    audience = (message.sender_id,) if hidden else tuple({message.sender_id, message.receiver_id})
+    return _event(message.cursor, "message", audience, _MESSAGE.dump_json(message).decode())
+
+
 def _told(row: Row[Any]) -> Told:
-    """An event of the stream from a row of ``_EVERYONE`` or ``_ONE_USER``: a message
-    goes to its sender and receiver (not to a receiver who blocked its sender), an event
-    to the user it is for (``sender_id``)."""
+    """An event of the stream from a row of ``_EVERYONE`` or ``_ONE_USER``: a message, or
+    an event for the user it names (``sender_id``)."""
     if row.kind == "message":
         message = MessageRead(
             id=row.id,
@@ -103,12 +119,32 @@ def _told(row: Row[Any]) -> Told:
             receiver_id=row.receiver_id,
             created_at=row.created_at,
         )
-        body = _MESSAGE.dump_json(message).decode()
-        audience = (row.sender_id,) if row.hidden else tuple({row.sender_id, row.receiver_id})
-    else:
-        body = row.data
-        audience = (row.sender_id,)
-    return Told(row.seq, audience, f"id: {row.seq}\nevent: {row.kind}\ndata: {body}\n\n".encode())
+        return _message(message, hidden=row.hidden)
+    return _event(row.seq, row.kind, (row.sender_id,), row.data)
+
+
+@dataclass(frozen=True)
+class _Announced:
+    """An announcement: the highest cursor it announces, and the events of the messages
+    it carries, in cursor order."""
+
+    up_to: int
+    told: list[Told]
+
+
+# Stands for an announcement that could not be read: Postgres has to be asked.
+_UNREADABLE = _Announced(up_to=2**63 - 1, told=[])
+
+
+def _announced(data: bytes) -> _Announced:
+    try:
+        body = json.loads(data)
+        messages: list[AnnouncedMessage] = body["messages"]
+        told = [_message(MessageRead.model_validate(m), hidden=m["hidden"]) for m in messages]
+        return _Announced(int(body["up_to"]), told)
+    except (ValueError, TypeError, KeyError, ValidationError):
+        log.warning("an announcement the stream hub cannot read: %r", data[:200])
+        return _UNREADABLE
 
 
 @dataclass(eq=False, slots=True)
@@ -184,6 +220,10 @@ class Hub:
         # Streams opened so far: a change says one opened during an await.
         self.opened = 0
         self.streams: dict[int, set[Stream]] = {}
+        # Announcements not handled yet; whether Postgres must be read whatever they say
+        # (after subscribing, after a poll's wait, after a failed read).
+        self._announced: list[_Announced] = []
+        self._must_read = True
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -241,11 +281,14 @@ class Hub:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(STORED_CHANNEL, ERASED_CHANNEL)
-                    self._wake.set()  # anything stored while unsubscribed
+                    # Anything stored while unsubscribed.
+                    self._must_read = True
+                    self._wake.set()
                     async for message in pubsub.listen():
                         if message["channel"] == ERASED_CHANNEL:
                             self.on_erased(int(message["data"]))
                         else:
+                            self._announced.append(_announced(message["data"]))
                             self._wake.set()
             except (RedisError, OSError) as exc:
                 dependency_error("redis")
@@ -256,13 +299,16 @@ class Hub:
         while True:
             # asyncio.timeout, not wait_for: wait_for can swallow the task's cancellation
             # when the wait ends at the same moment, and the hub would never stop.
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(self.poll_seconds):
                     await self._wake.wait()
+            except TimeoutError:
+                self._must_read = True
             self._wake.clear()
             try:
                 await self._read_new()
             except SQLAlchemyError as exc:
+                self._must_read = True
                 log.warning("the stream hub cannot read from the database: %s", exc)
 
     async def _latest(self) -> int:
@@ -270,29 +316,50 @@ class Hub:
             return int((await connection.execute(_LATEST)).scalar_one())
 
     async def _read_new(self) -> None:
-        """Everything stored after the hub's cursor, to the streams it concerns; with no
-        stream open, only move the cursor on. A stream that opens reads from Postgres
-        what it missed up to then, so the hub need only offer it what comes after, unless
-        it opened while the latest cursor was being read (then the hub reads on from
-        where it was)."""
+        """Everything stored after the hub's cursor, to the streams it concerns: from the
+        announcements if they hold all of it, else from Postgres; with no stream open,
+        only move the cursor on. A stream that opens reads from Postgres what it missed
+        up to then, so the hub need only offer it what comes after, unless it opened
+        while the latest cursor was being read (then the hub reads on from where it
+        was)."""
+        announced, self._announced = self._announced, []
+        must_read, self._must_read = self._must_read, False
         if not self.streams:
             opened = self.opened
             latest = await self._latest()
             if self.opened == opened:
                 self.position = max(self.position, latest)
                 return
+        elif not must_read and self._offer_announced(announced):
+            return
         while True:
             parameters = {"after": self.position, "limit": self.page}
             async with self.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as c:
                 rows = (await c.execute(_EVERYONE, parameters)).all()
             for row in rows:
-                told = _told(row)
-                for user_id in told.audience:
-                    for stream in self.streams.get(user_id, ()):
-                        stream.offer(told)
-                self.position = told.cursor
+                self._offer(_told(row))
             if len(rows) < self.page:
                 return
+
+    def _offer_announced(self, announced: list[_Announced]) -> bool:
+        """Offer what the announcements carry, in cursor order, as far as no cursor is
+        missing; whether that was everything they announce (else Postgres has the rest)."""
+        for announcement in sorted(announced, key=lambda a: a.up_to):
+            for told in announcement.told:
+                if told.cursor <= self.position:
+                    continue
+                if told.cursor != self.position + 1:
+                    return False
+                self._offer(told)
+            if announcement.up_to > self.position:
+                return False
+        return True
+
+    def _offer(self, told: Told) -> None:
+        for user_id in told.audience:
+            for stream in self.streams.get(user_id, ()):
+                stream.offer(told)
+        self.position = told.cursor
 
     async def _tick(self) -> None:
         """Keep idle streams alive and end those whose access ran out."""

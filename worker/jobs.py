@@ -12,7 +12,6 @@ cursor lock is held, so a message deleted while queued is never stored.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict
@@ -31,13 +30,16 @@ from message_service.persistence.queued import (
     IDEMPOTENCY_MARGIN_SECONDS,
     PENDING_KEY,
     STORED_CHANNEL,
+    AnnouncedMessage,
     PendingEntry,
     accepted_score,
+    announcement,
     conversation_key,
     idempotency_record_key,
     parse_pending_entry,
 )
 from message_service.persistence.store import (
+    Stored,
     insert_messages,
     record_failures,
     stored_among,
@@ -130,7 +132,7 @@ class _Outcome:
     """What one transaction did with the candidates it found still pending."""
 
     handled: list[_Queued] = field(default_factory=list)
-    cursors: dict[int, int] = field(default_factory=dict)
+    stored: dict[int, Stored] = field(default_factory=dict)
     refused: list[_Queued] = field(default_factory=list)
     # The cursors of the events that told senders of refused messages.
     told: list[int] = field(default_factory=list)
@@ -155,13 +157,13 @@ def persist_batch(batch: str) -> int:
     candidates = [*own, *_earlier_in_conversations(redis, own.values())]
     outcome = _store_waiting(context, redis, candidates, set(own)) if candidates else _Outcome()
     _after_commit(redis, outcome, own)
-    metrics.stored(m.entry for m in outcome.handled if m.id in outcome.cursors)
+    metrics.stored(m.entry for m in outcome.handled if m.id in outcome.stored)
     refused = [message.id for message in outcome.refused if message.id in own]
     if refused:
         # The list stays for a retry or a requeue, which finds only these still pending.
         raise PoisonMessages(f"the database refused messages {refused}")
     redis.delete(batch)
-    return len(outcome.cursors)
+    return len(outcome.stored)
 
 
 def _pending(redis: Redis, ids: list[int]) -> dict[int, _Queued]:
@@ -235,8 +237,8 @@ def _store(connection: Connection, redis: Redis, candidates: list[int], own: set
         with connection.begin():
             take_cursor_lock(connection)
             live = list(_pending(redis, candidates).values())
-            cursors = insert_messages(connection, [m.raw for m in live]) if live else {}
-            outcome = _Outcome(handled=live, cursors=cursors)
+            stored = insert_messages(connection, [m.raw for m in live]) if live else {}
+            outcome = _Outcome(handled=live, stored=stored)
             _note_repeats(connection, outcome)
             return outcome
     except DBAPIError as exc:
@@ -248,7 +250,7 @@ def _store(connection: Connection, redis: Redis, candidates: list[int], own: set
         for message in _pending(redis, candidates).values():
             try:
                 with connection.begin_nested():
-                    outcome.cursors |= insert_messages(connection, [message.raw])
+                    outcome.stored |= insert_messages(connection, [message.raw])
                 outcome.handled.append(message)
             except DBAPIError as exc:
                 if unreachable(exc):
@@ -265,7 +267,7 @@ def _store(connection: Connection, redis: Redis, candidates: list[int], own: set
 def _note_repeats(connection: Connection, outcome: _Outcome) -> None:
     """Log the messages skipped as repeats of a stored send's Idempotency-Key (accepted
     while Postgres could not be asked, so they got an id of their own)."""
-    skipped = [m.id for m in outcome.handled if m.id not in outcome.cursors]
+    skipped = [m.id for m in outcome.handled if m.id not in outcome.stored]
     if not skipped:
         return
     repeats = set(skipped) - stored_among(connection, skipped)
@@ -288,11 +290,30 @@ def _after_commit(redis: Redis, outcome: _Outcome, own: dict[int, _Queued]) -> N
             pipe.hdel(PENDING_KEY, *(str(m.id) for m in outcome.handled))
         for message in outcome.handled:
             key_hash = message.entry.get("idempotency_key")
-            if key_hash is not None and message.id in outcome.cursors:
+            if key_hash is not None and message.id in outcome.stored:
                 record = idempotency_record_key(message.entry["sender_id"], key_hash)
                 pipe.expire(record, IDEMPOTENCY_MARGIN_SECONDS)
-        if outcome.cursors or outcome.told:
-            up_to = max([*outcome.cursors.values(), *outcome.told])
-            announcement = {"up_to": up_to, "ids": list(outcome.cursors)}
-            pipe.publish(STORED_CHANNEL, json.dumps(announcement))
+        if outcome.stored or outcome.told:
+            pipe.publish(STORED_CHANNEL, _announcement(outcome))
         pipe.execute()
+
+
+def _announcement(outcome: _Outcome) -> str:
+    """What the transaction stored, announced with the messages themselves, so that the
+    streams' hubs need not read them back."""
+    messages: list[AnnouncedMessage] = [
+        {
+            "cursor": stored.cursor,
+            "id": message.id,
+            "content": message.entry["content"],
+            "sender_id": message.entry["sender_id"],
+            "receiver_id": message.entry["receiver_id"],
+            "created_at": message.entry["created_at"],
+            "hidden": stored.hidden,
+        }
+        for message in outcome.handled
+        if (stored := outcome.stored.get(message.id)) is not None
+    ]
+    messages.sort(key=lambda m: m["cursor"])
+    up_to = max([*(m["cursor"] for m in messages), *outcome.told])
+    return announcement(up_to, list(outcome.stored), messages)

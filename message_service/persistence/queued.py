@@ -16,9 +16,12 @@ QUEUE_NAME = "messages"
 PERSIST_JOB = "worker.jobs.persist_batch"
 # Hash: message id -> "<job id> <message JSON>", while the message waits to be stored.
 PENDING_KEY = "anonchat:pending"
-# Announces each stored batch: {"up_to": <highest cursor>, "ids": [...]}. At most once,
-# like all pub/sub: a wake-up for readers, never the only copy.
+# Announces each stored batch (see ``announcement``). At most once, like all pub/sub: a
+# wake-up for readers, never the only copy.
 STORED_CHANNEL = "anonchat:stored"
+# An announcement carries its batch's messages up to this size; a bigger batch is read
+# from Postgres by those who need it.
+ANNOUNCED_BYTES = 64 * 1024
 # Announces each erased account's id, so that every replica forgets it knew the user.
 ERASED_CHANNEL = "anonchat:erased"
 # How long an idempotency record outlives its stored message. message_service looks a key
@@ -44,6 +47,30 @@ class PendingEntry(PendingMessage):
     """A queued message and the job that carries it."""
 
     job_id: str
+
+
+class AnnouncedMessage(TypedDict):
+    """A stored message as an announcement carries it: as a stream shows it, and whether
+    it is hidden from its receiver."""
+
+    cursor: int
+    id: int
+    content: str
+    sender_id: int
+    receiver_id: int
+    created_at: str
+    hidden: bool
+
+
+def announcement(up_to: int, ids: list[int], messages: list[AnnouncedMessage]) -> str:
+    """The announcement of what one transaction stored: ``{"up_to": <its highest cursor>,
+    "ids": [<the ids of the messages stored>], "messages": [...]}``, the messages in cursor
+    order. Cursors up to ``up_to`` that ``messages`` lacks (events, or messages too big to
+    carry: then there are none) are read from Postgres."""
+    body = json.dumps({"up_to": up_to, "ids": ids, "messages": messages}, ensure_ascii=False)
+    if len(body.encode()) > ANNOUNCED_BYTES:
+        body = json.dumps({"up_to": up_to, "ids": ids, "messages": []})
+    return body
 
 
 def conversation_key(user_a: int, user_b: int) -> str:

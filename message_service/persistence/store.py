@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from sqlalchemy import BigInteger, Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -36,7 +37,7 @@ _INSERT = text(
     )
     ORDER BY m.created_at, m.id
     ON CONFLICT DO NOTHING
-    RETURNING id, seq
+    RETURNING id, seq, hidden
     """
 )
 # A message refused for good: its sender is told, once, on the stream.
@@ -64,12 +65,19 @@ def take_cursor_lock(connection: Connection) -> None:
     connection.execute(CURSOR_LOCK)
 
 
-def insert_messages(connection: Connection, messages: Sequence[str]) -> dict[int, int]:
+class Stored(NamedTuple):
+    """Where a message was stored: its cursor, and whether it is hidden from its receiver."""
+
+    cursor: int
+    hidden: bool
+
+
+def insert_messages(connection: Connection, messages: Sequence[str]) -> dict[int, Stored]:
     """Store ``messages`` (each the JSON of a queued message) in acceptance order, in the
-    caller's transaction, which must hold the cursor lock; returns the cursor of each
-    message it inserted, by id."""
+    caller's transaction, which must hold the cursor lock; returns where each message it
+    inserted was stored, by id."""
     rows = connection.execute(_INSERT, {"batch": f"[{','.join(messages)}]"})
-    return {row.id: row.seq for row in rows}
+    return {row.id: Stored(row.seq, row.hidden) for row in rows}
 
 
 def stored_among(connection: Connection, ids: Iterable[int]) -> set[int]:

@@ -2,59 +2,18 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
-import httpx
 import pytest
 import redis
-from fastapi import FastAPI
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 from common.ratelimit import Rate
 from message_service.app import create_app as create_message_service
 from message_service.persistence.queued import PENDING_KEY, QUEUE_NAME
+from message_service.tests.service import as_user, new_user_id, send
 from stack.processes import free_port
 from tests.harness.apps import internal_client
-
-
-def new_user_id() -> int:
-    return uuid.uuid4().int % 10**12 + 10**12
-
-
-@pytest.fixture
-async def client(message_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with internal_client(message_app) as client:
-        yield client
-
-
-@pytest.fixture
-def users(message_app: FastAPI) -> tuple[int, int, int]:
-    """Three users message_service already knows exist."""
-    ids = (new_user_id(), new_user_id(), new_user_id())
-    for user_id in ids:
-        message_app.state.service.users.remember(user_id)
-    return ids
-
-
-def as_user(user_id: int) -> dict[str, str]:
-    return {"x-user-id": str(user_id)}
-
-
-async def send(
-    client: httpx.AsyncClient,
-    sender: int,
-    receiver: int,
-    content: str = "hi",
-    headers: Mapping[str, Any] | None = None,
-    **extra,
-):
-    return await client.post(
-        "/messages",
-        json={"content": content, "receiver_id": receiver, **extra},
-        headers={**as_user(sender), **(headers or {})},
-    )
 
 
 async def test_a_send_is_queued_with_its_final_id_then_persisted(client, users, drain) -> None:

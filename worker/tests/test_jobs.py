@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from common.ratelimit import Rate
 from message_service.enqueue import Accepted, JobOptions, MessageQueue, Submission
 from message_service.persistence.queued import (
+    ANNOUNCED_BYTES,
     IDEMPOTENCY_MARGIN_SECONDS,
     PENDING_KEY,
     QUEUE_NAME,
@@ -202,6 +203,26 @@ async def test_each_stored_batch_is_announced(queue, drain, database) -> None:
     assert announced is not None
     body = json.loads(announced["data"])
     assert body["ids"] == [sent["id"]]
+    cursor = database.execute("SELECT seq FROM messages WHERE id = %s", (sent["id"],)).fetchone()
+    assert body["up_to"] == cursor[0]
+    # It carries the message, for the streams' hubs.
+    assert body["messages"] == [{"cursor": cursor[0], "hidden": False, **sent}]
+
+
+async def test_a_batch_too_big_to_carry_is_announced_without_its_messages(
+    queue, drain, database
+) -> None:
+    sent = message("x" * ANNOUNCED_BYTES)
+    pubsub = queue.connection.pubsub()
+    pubsub.subscribe(STORED_CHANNEL)
+    assert pubsub.get_message(timeout=1)["type"] == "subscribe"
+    enqueue(queue, [sent])
+    drain()
+    announced = pubsub.get_message(timeout=5)
+    pubsub.close()
+    assert announced is not None
+    body = json.loads(announced["data"])
+    assert (body["ids"], body["messages"]) == ([sent["id"]], [])
     cursor = database.execute("SELECT seq FROM messages WHERE id = %s", (sent["id"],)).fetchone()
     assert body["up_to"] == cursor[0]
 
