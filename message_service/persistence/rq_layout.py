@@ -82,12 +82,12 @@ def messages_queue(connection: Redis, name: str) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
-def forget_dead_executions(connection: Redis, job_id: str) -> int:
-    """Drop the runs of ``job_id`` whose records have expired (a dead worker's); returns
-    how many."""
+def forget_dead_executions(connection: Redis, job_id: str, *, running: str | None = None) -> int:
+    """Drop the runs of ``job_id`` whose records have expired (a dead worker's), other than
+    the ``running`` one; returns how many. For a job's first run, one round trip."""
     registry = ExecutionRegistry(job_id=job_id, connection=connection)
     members = cast("list[bytes]", connection.zrange(registry.key, 0, -1))
-    ids = [member.decode() for member in members]
+    ids = [member.decode() for member in members if member.decode() != running]
     if not ids:
         return 0
     with connection.pipeline(transaction=False) as pipe:

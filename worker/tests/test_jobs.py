@@ -32,7 +32,7 @@ from message_service.persistence.queued import (
 from stack.infra import libpq
 from stack.processes import free_port
 from worker import check, jobs
-from worker.main import MessageWorker, build_worker
+from worker.main import HEARTBEAT_SECONDS, MessageWorker, build_worker
 
 NO_RETRY = JobOptions(retry_intervals=[], failure_ttl=3600)
 UNLIMITED = Rate(limit=1_000_000, period=1)
@@ -283,6 +283,38 @@ def test_a_running_jobs_heartbeat_is_the_configured_one(queue, job_context) -> N
     job = Job.create("worker.jobs.persist_batch", connection=queue.connection, timeout=-1)
     assert worker.get_heartbeat_ttl(job) == job_context.settings.heartbeat_ttl_seconds
     assert isinstance(worker, MessageWorker)
+
+
+def test_a_heartbeat_repeated_within_a_second_is_left_out_unless_it_changes_the_lifetime(
+    queue, job_context
+) -> None:
+    worker = build_worker(job_context, queue.connection)
+    redis_ = queue.connection
+    worker.heartbeat()
+    assert redis_.ttl(worker.key) > 60
+    redis_.expire(worker.key, 30)
+    worker.heartbeat()
+    assert redis_.ttl(worker.key) <= 30
+    worker.heartbeat(15)
+    assert 0 < redis_.ttl(worker.key) <= 15
+    worker.beat = (time.monotonic() - HEARTBEAT_SECONDS, 15)
+    redis_.expire(worker.key, 5)
+    worker.heartbeat(15)
+    assert redis_.ttl(worker.key) > 5
+    redis_.delete(worker.key)
+
+
+def test_a_state_the_worker_is_in_already_is_not_written_again(queue, job_context) -> None:
+    worker = build_worker(job_context, queue.connection)
+    redis_ = queue.connection
+    worker.set_state("idle")
+    assert redis_.hget(worker.key, "state") == b"idle"
+    redis_.hset(worker.key, "state", "written by another")
+    worker.set_state("idle")
+    assert redis_.hget(worker.key, "state") == b"written by another"
+    worker.set_state("busy")
+    assert redis_.hget(worker.key, "state") == b"busy"
+    redis_.delete(worker.key)
 
 
 async def test_a_job_stores_the_earlier_messages_of_its_conversations_first(
