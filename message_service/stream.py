@@ -13,8 +13,8 @@ reads every ``poll_seconds`` without an announcement, in case one was lost. Beca
 cursor lock makes commits visible in cursor order, reading "everything after cursor N"
 never skips a row that another worker committed but has not announced yet; and an
 announced message is handed on only once every cursor below it has been. While no
-stream is open, the hub reads nothing but the latest cursor: what was stored meanwhile
-concerns no one here.
+stream is open, the hub only moves its cursor on (to the highest announced, or to the
+latest stored when it must ask Postgres): what was stored meanwhile concerns no one here.
 
 A stream first reads what it missed (everything after the client's cursor) from Postgres
 itself, while the hub already buffers what arrives meanwhile; rows at or below the
@@ -132,11 +132,9 @@ class _Announced:
     told: list[Told]
 
 
-# Stands for an announcement that could not be read: Postgres has to be asked.
-_UNREADABLE = _Announced(up_to=2**63 - 1, told=[])
-
-
-def _announced(data: bytes) -> _Announced:
+def _announced(data: bytes) -> _Announced | None:
+    """The announcement ``data`` holds; None if it cannot be read (Postgres has to be
+    asked what it announces)."""
     try:
         body = json.loads(data)
         messages: list[AnnouncedMessage] = body["messages"]
@@ -144,7 +142,7 @@ def _announced(data: bytes) -> _Announced:
         return _Announced(int(body["up_to"]), told)
     except (ValueError, TypeError, KeyError, ValidationError):
         log.warning("an announcement the stream hub cannot read: %r", data[:200])
-        return _UNREADABLE
+        return None
 
 
 @dataclass(eq=False, slots=True)
@@ -274,9 +272,9 @@ class Hub:
         return [_told(row) for row in rows]
 
     async def _listen(self) -> None:
-        """Wake the reader on each announcement of stored messages, and pass on each
-        erased account (this process's one subscription); subscribe again after a Redis
-        loss."""
+        """Keep each announcement of stored messages for the reader and wake it, and pass
+        on each erased account (this process's one subscription); subscribe again after
+        a Redis loss."""
         while True:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
@@ -288,7 +286,11 @@ class Hub:
                         if message["channel"] == ERASED_CHANNEL:
                             self.on_erased(int(message["data"]))
                         else:
-                            self._announced.append(_announced(message["data"]))
+                            announced = _announced(message["data"])
+                            if announced is None:
+                                self._must_read = True
+                            else:
+                                self._announced.append(announced)
                             self._wake.set()
             except (RedisError, OSError) as exc:
                 dependency_error("redis")
@@ -317,13 +319,17 @@ class Hub:
 
     async def _read_new(self) -> None:
         """Everything stored after the hub's cursor, to the streams it concerns: from the
-        announcements if they hold all of it, else from Postgres; with no stream open,
-        only move the cursor on. A stream that opens reads from Postgres what it missed
-        up to then, so the hub need only offer it what comes after, unless it opened
-        while the latest cursor was being read (then the hub reads on from where it
-        was)."""
+        announcements if they hold all of it, else from Postgres. With no stream open,
+        only move the cursor on, to the highest announced (every cursor below it is
+        committed), or to the latest one if Postgres must be read. A stream that opens
+        reads from Postgres what it missed up to then, so the hub need only offer it
+        what comes after, unless it opened while the latest cursor was being read (then
+        the hub reads on from where it was)."""
         announced, self._announced = self._announced, []
         must_read, self._must_read = self._must_read, False
+        if not self.streams and not must_read:
+            self.position = max([self.position, *(a.up_to for a in announced)])
+            return
         if not self.streams:
             opened = self.opened
             latest = await self._latest()

@@ -29,8 +29,9 @@ class CountedHub:
         self.statements: list[str] = []
 
     async def settled(self) -> None:
-        """Until the hub, started with streams open, has read what was stored before it
-        subscribed: its second statement, after the latest cursor."""
+        """Until the hub has read what was stored before it subscribed (everything after
+        its cursor if a stream is open, else the latest cursor again): its second
+        statement, after the latest cursor it started from."""
         await until(lambda: len(self.statements) == 2)
         self.statements.clear()
 
@@ -120,3 +121,20 @@ async def test_a_cursor_an_announcement_lacks_makes_the_hub_read_postgres(
     cursors = [t.cursor for t in stream.waiting]
     assert cursors[1] == cursors[0] + 2
     assert hub.position == cursors[1]
+
+
+async def test_with_no_stream_open_announcements_move_the_cursor_without_a_query(
+    counted, client, users, drain
+) -> None:
+    alice, bob, _ = users
+    hub = counted.hub
+    await counted.settled()
+    before = hub.position
+    await stored(client, drain, alice, bob, "to no one here")
+    await until(lambda: hub.position > before)
+    assert counted.statements == []
+    stream = hub.open(bob, hub.position, math.inf)
+    sent = await stored(client, drain, alice, bob, "to an open stream")
+    await until(lambda: len(stream.waiting) == 1)
+    assert [m["id"] for m in messages(stream)] == [sent]
+    assert counted.statements == []
