@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 import redis
-from rq import Queue
+from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
@@ -425,3 +425,31 @@ def test_only_a_lost_server_counts_as_unreachable(messages_database_url) -> None
         connection.execute(text("SELECT 1/0"))
     engine.dispose()
     assert not jobs.unreachable(bad_data.value)
+
+
+def leftovers(connection: redis.Redis, job_id: str) -> list[bytes]:
+    """What Redis still holds of job ``job_id``: keys naming it, and entries of RQ's
+    registries and intermediate lists."""
+    found = list(connection.scan_iter(match=f"*{job_id}*"))
+    for key in connection.scan_iter(match="rq:*"):
+        kind = connection.type(key)
+        members = (
+            connection.zrange(key, 0, -1)
+            if kind == b"zset"
+            else connection.lrange(key, 0, -1)
+            if kind == b"list"
+            else []
+        )
+        found += [key + b" " + m for m in members if job_id.encode() in m]
+    return found
+
+
+def test_a_finished_job_leaves_no_more_than_rqs_own_worker_leaves(queue, job_context) -> None:
+    ours = queue.enqueue_call("builtins.print", args=["ours"], result_ttl=0)
+    build_worker(job_context, queue.connection).work(burst=True, logging_level="WARNING")
+    theirs = queue.enqueue_call("builtins.print", args=["theirs"], result_ttl=0)
+    SimpleWorker([queue], connection=queue.connection, serializer=JSONSerializer).work(
+        burst=True, logging_level="WARNING"
+    )
+    assert leftovers(queue.connection, theirs.id) == []
+    assert leftovers(queue.connection, ours.id) == []
