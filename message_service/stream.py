@@ -125,11 +125,11 @@ def _told(row: Row[Any]) -> Told:
 
 @dataclass(frozen=True)
 class _Announced:
-    """An announcement: the highest cursor it announces, and the events of the messages
-    it carries, in cursor order."""
+    """An announcement: the highest cursor it announces, and the messages it carries, in
+    cursor order (made into events only when the hub offers them)."""
 
     up_to: int
-    told: list[Told]
+    messages: list[AnnouncedMessage]
 
 
 def _announced(data: bytes) -> _Announced | None:
@@ -138,10 +138,20 @@ def _announced(data: bytes) -> _Announced | None:
     try:
         body = json.loads(data)
         messages: list[AnnouncedMessage] = body["messages"]
-        told = [_message(MessageRead.model_validate(m), hidden=m["hidden"]) for m in messages]
-        return _Announced(int(body["up_to"]), told)
-    except (ValueError, TypeError, KeyError, ValidationError):
+        if not all(isinstance(m, dict) and isinstance(m.get("cursor"), int) for m in messages):
+            raise ValueError("a message without a cursor")
+        return _Announced(int(body["up_to"]), messages)
+    except (ValueError, TypeError, KeyError):
         log.warning("an announcement the stream hub cannot read: %r", data[:200])
+        return None
+
+
+def _carried(message: AnnouncedMessage) -> Told | None:
+    """The event of a message an announcement carries; None if it cannot be read."""
+    try:
+        return _message(MessageRead.model_validate(message), hidden=message["hidden"])
+    except (KeyError, ValidationError):
+        log.warning("an announced message the stream hub cannot read: %r", message)
         return None
 
 
@@ -327,10 +337,10 @@ class Hub:
         the hub reads on from where it was)."""
         announced, self._announced = self._announced, []
         must_read, self._must_read = self._must_read, False
-        if not self.streams and not must_read:
-            self.position = max([self.position, *(a.up_to for a in announced)])
-            return
         if not self.streams:
+            if not must_read:
+                self.position = max([self.position, *(a.up_to for a in announced)])
+                return
             opened = self.opened
             latest = await self._latest()
             if self.opened == opened:
@@ -351,10 +361,11 @@ class Hub:
         """Offer what the announcements carry, in cursor order, as far as no cursor is
         missing; whether that was everything they announce (else Postgres has the rest)."""
         for announcement in sorted(announced, key=lambda a: a.up_to):
-            for told in announcement.told:
-                if told.cursor <= self.position:
+            for message in announcement.messages:
+                if message["cursor"] <= self.position:
                     continue
-                if told.cursor != self.position + 1:
+                told = _carried(message) if message["cursor"] == self.position + 1 else None
+                if told is None:
                     return False
                 self._offer(told)
             if announcement.up_to > self.position:

@@ -98,7 +98,7 @@ def forget_dead_executions(connection: Redis, job_id: str, *, running: str | Non
     the ``running`` one; returns how many. For a job's first run, one round trip."""
     registry = ExecutionRegistry(job_id=job_id, connection=connection)
     members = cast("list[bytes]", connection.zrange(registry.key, 0, -1))
-    ids = [member.decode() for member in members if member.decode() != running]
+    ids = [run for run in (member.decode() for member in members) if run != running]
     if not ids:
         return 0
     with connection.pipeline(transaction=False) as pipe:

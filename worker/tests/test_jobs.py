@@ -5,6 +5,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -191,8 +192,8 @@ async def test_once_stored_a_messages_idempotency_record_lives_only_a_margin(que
     assert 0 < queue.connection.ttl(record) <= IDEMPOTENCY_MARGIN_SECONDS
 
 
-async def test_each_stored_batch_is_announced(queue, drain, database) -> None:
-    sent = message("ping")
+def announced_on_storing(queue: Queue, drain, sent: PendingMessage) -> dict[str, Any]:
+    """The announcement of ``sent`` once a worker has stored it."""
     pubsub = queue.connection.pubsub()
     pubsub.subscribe(STORED_CHANNEL)
     assert pubsub.get_message(timeout=1)["type"] == "subscribe"
@@ -201,7 +202,13 @@ async def test_each_stored_batch_is_announced(queue, drain, database) -> None:
     announced = pubsub.get_message(timeout=5)
     pubsub.close()
     assert announced is not None
-    body = json.loads(announced["data"])
+    body: dict[str, Any] = json.loads(announced["data"])
+    return body
+
+
+async def test_each_stored_batch_is_announced(queue, drain, database) -> None:
+    sent = message("ping")
+    body = announced_on_storing(queue, drain, sent)
     assert body["ids"] == [sent["id"]]
     cursor = database.execute("SELECT seq FROM messages WHERE id = %s", (sent["id"],)).fetchone()
     assert body["up_to"] == cursor[0]
@@ -213,15 +220,7 @@ async def test_a_batch_too_big_to_carry_is_announced_without_its_messages(
     queue, drain, database
 ) -> None:
     sent = message("x" * ANNOUNCED_BYTES)
-    pubsub = queue.connection.pubsub()
-    pubsub.subscribe(STORED_CHANNEL)
-    assert pubsub.get_message(timeout=1)["type"] == "subscribe"
-    enqueue(queue, [sent])
-    drain()
-    announced = pubsub.get_message(timeout=5)
-    pubsub.close()
-    assert announced is not None
-    body = json.loads(announced["data"])
+    body = announced_on_storing(queue, drain, sent)
     assert (body["ids"], body["messages"]) == ([sent["id"]], [])
     cursor = database.execute("SELECT seq FROM messages WHERE id = %s", (sent["id"],)).fetchone()
     assert body["up_to"] == cursor[0]
